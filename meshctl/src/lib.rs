@@ -1,0 +1,35 @@
+//! The local mesh: a whole cluster on one Linux machine, with no Kubernetes and no containers.
+//!
+//! Nodes are network namespaces joined by an underlay bridge that lives in its own namespace; pods are network
+//! namespaces attached to their node through the node's CNI chain (the real `bridge` + `host-local` plugins, run
+//! the way libcni runs them); each container is a process inside its pod's namespace, supervised by the mesh
+//! daemon; Services get an address from the service CIDR and each node translates it to the selected pods.
+//! The host's root namespace, its routes and its firewall are never touched.
+//!
+//! Used by the `meshctl` CLI and by the end-to-end tests. Module map:
+//! - `manifest` (parse + per-object rules) → `plan` (pure cross-object decisions) → `daemon` (converge);
+//! - `topology` (underlay, nodes), `cni` (chain driver), `pods`, `supervisor`, `services` (Service NAT);
+//! - `client` (the CLI side of each command), `control` (CLI ↔ daemon), `status`/`report`, `demo`, `probe`;
+//! - `netns`, `cmd`, `paths`, `error`: plumbing.
+
+pub mod client;
+pub mod cluster;
+pub mod cmd;
+pub mod cni;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod error;
+pub mod manifest;
+pub mod netns;
+pub mod paths;
+pub mod plan;
+pub mod pods;
+pub mod probe;
+pub mod report;
+pub mod services;
+pub mod status;
+pub mod supervisor;
+pub mod topology;
+
+pub use error::Error;

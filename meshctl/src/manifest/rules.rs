@@ -1,0 +1,221 @@
+//! Per-object rules Kubernetes would enforce at admission: names, required lists, field values.
+
+use super::{Container, ManifestError, ManifestObject, Object, PodSpec, Service};
+
+/// Field paths of the downward API the local mesh fills in.
+pub(crate) const FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.podIP",
+    "status.hostIP",
+];
+
+/// The most replicas one Deployment may ask for: a bound against typos, far above what one machine runs.
+const MAX_REPLICAS: u32 = 256;
+
+pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
+    let meta = obj.object.meta();
+    check_dns_label(obj, "metadata.name", &meta.name, obj.object.kind() != "Pod")?;
+    if let Some(ns) = &meta.namespace {
+        check_dns_label(obj, "metadata.namespace", ns, true)?;
+    }
+    match &obj.object {
+        Object::Pod(pod) => check_pod_spec(obj, "spec", &pod.spec),
+        Object::Deployment(d) => {
+            if d.spec.replicas > MAX_REPLICAS {
+                return Err(ManifestError::at(
+                    obj,
+                    "spec.replicas",
+                    format!("{} is over {MAX_REPLICAS}", d.spec.replicas),
+                ));
+            }
+            if d.spec.selector.match_labels.is_empty() {
+                return Err(ManifestError::at(
+                    obj,
+                    "spec.selector.matchLabels",
+                    "must not be empty",
+                ));
+            }
+            for (k, v) in &d.spec.selector.match_labels {
+                if d.spec.template.metadata.labels.get(k) != Some(v) {
+                    return Err(ManifestError::at(
+                        obj,
+                        "spec.template.metadata.labels",
+                        format!("does not match spec.selector ({k}={v} missing)"),
+                    ));
+                }
+            }
+            check_pod_spec(obj, "spec.template.spec", &d.spec.template.spec)
+        }
+        Object::Service(svc) => check_service(obj, svc),
+        Object::Cluster(c) => check_cluster(obj, &c.spec),
+        Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
+    }
+}
+
+/// RFC 1123 label (or subdomain, for pods): lower-case alphanumerics and '-', (and '.'), at most 63 characters.
+fn check_dns_label(
+    obj: &ManifestObject,
+    field: &str,
+    value: &str,
+    label_only: bool,
+) -> Result<(), ManifestError> {
+    let ok_char = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.')
+    };
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value.chars().all(ok_char)
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(ManifestError::at(
+            obj,
+            field,
+            format!(
+                "{value:?} is not a valid name (lower-case letters, digits and '-', at most 63 characters)"
+            ),
+        ))
+    }
+}
+
+fn check_pod_spec(obj: &ManifestObject, at: &str, spec: &PodSpec) -> Result<(), ManifestError> {
+    if spec.containers.is_empty() {
+        return Err(ManifestError::at(
+            obj,
+            &format!("{at}.containers"),
+            "must list at least one container",
+        ));
+    }
+    if let Some(sa) = &spec.service_account_name {
+        check_dns_label(obj, &format!("{at}.serviceAccountName"), sa, false)?;
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        let here = format!("{at}.containers[{i}]");
+        if spec.containers[..i].iter().any(|o| o.name == c.name) {
+            return Err(ManifestError::at(
+                obj,
+                &format!("{here}.name"),
+                format!("duplicate container name {:?}", c.name),
+            ));
+        }
+        check_container(obj, &here, c)?;
+    }
+    Ok(())
+}
+
+fn check_container(obj: &ManifestObject, here: &str, c: &Container) -> Result<(), ManifestError> {
+    check_dns_label(obj, &format!("{here}.name"), &c.name, true)?;
+    if c.command.is_empty() || c.command[0].is_empty() {
+        return Err(ManifestError::at(
+            obj,
+            &format!("{here}.command"),
+            "must name a program (the local mesh runs processes, not images)",
+        ));
+    }
+    for (j, e) in c.env.iter().enumerate() {
+        let field = format!("{here}.env[{j}]");
+        match (&e.value, &e.value_from) {
+            (Some(_), Some(_)) => {
+                return Err(ManifestError::at(
+                    obj,
+                    &field,
+                    "has both `value` and `valueFrom`",
+                ));
+            }
+            (None, Some(from)) if !FIELD_PATHS.contains(&from.field_ref.field_path.as_str()) => {
+                return Err(ManifestError::at(
+                    obj,
+                    &format!("{field}.valueFrom.fieldRef.fieldPath"),
+                    format!(
+                        "{:?} is not supported; use one of {}",
+                        from.field_ref.field_path,
+                        FIELD_PATHS.join(", ")
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    for (j, p) in c.ports.iter().enumerate() {
+        if p.container_port == 0 {
+            return Err(ManifestError::at(
+                obj,
+                &format!("{here}.ports[{j}].containerPort"),
+                "must be 1-65535",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_service(obj: &ManifestObject, svc: &Service) -> Result<(), ManifestError> {
+    if svc.spec.ports.is_empty() {
+        return Err(ManifestError::at(
+            obj,
+            "spec.ports",
+            "must list at least one port",
+        ));
+    }
+    for (i, p) in svc.spec.ports.iter().enumerate() {
+        if p.port == 0 {
+            return Err(ManifestError::at(
+                obj,
+                &format!("spec.ports[{i}].port"),
+                "must be 1-65535",
+            ));
+        }
+        if svc.spec.ports[..i]
+            .iter()
+            .any(|o| o.port == p.port && o.protocol == p.protocol)
+        {
+            return Err(ManifestError::at(
+                obj,
+                &format!("spec.ports[{i}].port"),
+                format!("duplicate port {}", p.port),
+            ));
+        }
+        if svc.spec.ports.len() > 1 && p.name.is_none() {
+            return Err(ManifestError::at(
+                obj,
+                &format!("spec.ports[{i}].name"),
+                "required when there are several ports",
+            ));
+        }
+        if let Some(super::IntOrString::Int(0)) = p.target_port {
+            return Err(ManifestError::at(
+                obj,
+                &format!("spec.ports[{i}].targetPort"),
+                "must be 1-65535",
+            ));
+        }
+    }
+    if let Some(sel) = &svc.spec.selector
+        && sel.is_empty()
+    {
+        return Err(ManifestError::at(
+            obj,
+            "spec.selector",
+            "must not be empty (omit it for a Service without a selector)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_cluster(obj: &ManifestObject, spec: &super::ClusterSpec) -> Result<(), ManifestError> {
+    if let Some(n) = spec.nodes
+        && !(1..=crate::cluster::MAX_NODES).contains(&n)
+    {
+        return Err(ManifestError::at(
+            obj,
+            "spec.nodes",
+            format!("must be 1-{}", crate::cluster::MAX_NODES),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::manifest::{ClusterSpec, ManifestFile, parse_files};
+
+fn objs(text: &str) -> Vec<ManifestObject> {
+    parse_files(&[ManifestFile {
+        name: "m.yaml".into(),
+        text: text.into(),
+    }])
+    .unwrap()
+}
+
+fn cluster(mask: u8) -> ClusterConfig {
+    ClusterConfig::from_spec(
+        &ClusterSpec {
+            node_cidr_mask_size: Some(mask),
+            ..Default::default()
+        },
+        Some(2),
+    )
+    .unwrap()
+}
+
+fn pod(name: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec:\n  {extra}\n  containers: [{{name: c, command: [sleep, '1'], ports: [{{name: web, containerPort: 8080}}]}}]\n"
+    )
+}
+
+const DEPLOY: &str = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, command: [x], ports: [{name: http, containerPort: 80}]}]}\n";
+
+fn err_of(c: &ClusterConfig, text: &str) -> ManifestError {
+    build(c, &[], &objs(text), &Existing::default()).unwrap_err()
+}
+
+#[test]
+fn deployments_expand_and_spread() {
+    let (_, plan) = build(&cluster(24), &[], &objs(DEPLOY), &Existing::default()).unwrap();
+    assert_eq!(plan.pods.len(), 3);
+    let nodes: Vec<&str> = plan.pods.values().map(|p| p.node.as_str()).collect();
+    assert_eq!(nodes.iter().filter(|n| **n == "node1").count(), 2);
+    assert_eq!(nodes.iter().filter(|n| **n == "node2").count(), 1);
+    let p = plan.pods.values().next().unwrap();
+    assert!(
+        p.name.starts_with("web-") && p.name.ends_with("-0"),
+        "{}",
+        p.name
+    );
+    assert_eq!(p.owner.as_deref(), Some("Deployment default/web"));
+    assert_eq!(p.labels["pod-template-hash"].len(), 10);
+}
+
+#[test]
+fn services_get_addresses_in_order_and_keep_them() {
+    let text = format!(
+        "{DEPLOY}---\napiVersion: v1\nkind: Service\nmetadata: {{name: a}}\nspec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: http}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: b}}\nspec: {{selector: {{app: web}}, ports: [{{port: 81}}]}}\n"
+    );
+    let c = cluster(24);
+    let (objects, plan) = build(&c, &[], &objs(&text), &Existing::default()).unwrap();
+    let ip = |p: &Plan, n: &str| {
+        p.services[&("default".to_string(), n.to_string())]
+            .cluster_ip
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(ip(&plan, "a"), "10.96.0.10");
+    assert_eq!(ip(&plan, "b"), "10.96.0.11");
+    // Re-planned with `a` holding .20, `a` keeps it.
+    let existing = Existing {
+        service_ips: [(
+            ("default".to_string(), "a".to_string()),
+            Some("10.96.0.20".parse().unwrap()),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let (_, again) = build(&c, &objects, &[], &existing).unwrap();
+    assert_eq!(ip(&again, "a"), "10.96.0.20");
+}
+
+#[test]
+fn cross_object_errors_name_object_and_field() {
+    let c = cluster(24);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (format!("{}{}", pod("p", ""), pod("p", "")), "metadata.name", "duplicate"),
+        (pod("p", "nodeName: node9"), "spec.nodeName", "node \"node9\" not found"),
+        (pod("p", "serviceAccountName: ghost"), "spec.serviceAccountName", "default/ghost not found"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: nowhere}\nspec: {containers: [{name: c, command: [x]}]}\n".into(), "metadata.namespace", "not found"),
+        (format!("{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{selector: {{app: none}}, ports: [{{port: 80}}]}}\n", pod("p", "")), "spec.selector", "selects no pods"),
+        (format!("{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{selector: {{app: p}}, ports: [{{port: 80, targetPort: grpc}}]}}\n", pod("p", "")), "spec.ports[0].targetPort", "no selected pod"),
+        (format!("{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{clusterIP: 10.1.2.3, selector: {{app: p}}, ports: [{{port: 80}}]}}\n", pod("p", "")), "spec.clusterIP", "not in the service CIDR"),
+        (format!("{}{}", pod("p", ""), DEPLOY.replace("name: web}", "name: p}").replace("replicas: 3", "replicas: 1")), "metadata.name", "already taken"),
+    ];
+    for (text, field, msg) in cases {
+        let mut text = text;
+        if field == "metadata.name" && msg == "already taken" {
+            // A pod named like a Deployment's pod: take the generated name and declare it.
+            let (_, plan) = build(
+                &c,
+                &[],
+                &objs(&text.replace(&pod("p", ""), "")),
+                &Existing::default(),
+            )
+            .unwrap();
+            let taken = plan.pods.keys().next().unwrap().1.clone();
+            text = text.replace(
+                "metadata: {name: p, labels: {app: p}}",
+                &format!("metadata: {{name: {taken}}}"),
+            );
+        }
+        let err = err_of(&c, &text);
+        assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        assert!(err.to_string().contains(msg), "{err}");
+    }
+}
+
+#[test]
+fn pod_cidr_exhaustion_is_found_before_anything_runs() {
+    // /30 per node: one pod address each.
+    let c = cluster(30);
+    assert!(
+        build(
+            &c,
+            &[],
+            &objs(&format!("{}{}", pod("a", ""), pod("b", ""))),
+            &Existing::default()
+        )
+        .is_ok()
+    );
+    let err = err_of(
+        &c,
+        &format!("{}{}{}", pod("a", ""), pod("b", ""), pod("c", "")),
+    );
+    assert_eq!(err.field.as_deref(), Some("spec.nodeName"));
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    let err = err_of(
+        &c,
+        &format!(
+            "{}{}",
+            pod("a", "nodeName: node1"),
+            pod("b", "nodeName: node1")
+        ),
+    );
+    assert!(
+        err.to_string()
+            .contains("pod CIDR 10.244.0.0/30 of node node1 is exhausted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_changed_pod_gets_a_new_revision_and_an_unchanged_one_stays_put() {
+    let c = cluster(24);
+    let (objects, plan) = build(&c, &[], &objs(&pod("p", "")), &Existing::default()).unwrap();
+    let key = ("default".to_string(), "p".to_string());
+    let first = plan.pods[&key].clone();
+    let existing = Existing {
+        pods: [(key.clone(), ("node2".to_string(), first.revision.clone()))].into(),
+        ..Default::default()
+    };
+    let (_, same) = build(&c, &objects, &objs(&pod("p", "")), &existing).unwrap();
+    assert_eq!(
+        same.pods[&key].node, "node2",
+        "an unchanged running pod keeps its node"
+    );
+    let (_, changed) = build(
+        &c,
+        &objects,
+        &objs(&pod("p", "restartPolicy: Never")),
+        &existing,
+    )
+    .unwrap();
+    assert_ne!(changed.pods[&key].revision, first.revision);
+}
+
+#[test]
+fn target_ports_resolve_by_number_name_or_default() {
+    let (_, plan) = build(
+        &cluster(24),
+        &[],
+        &objs(&pod("p", "")),
+        &Existing::default(),
+    )
+    .unwrap();
+    let spec = &plan.pods.values().next().unwrap().spec;
+    let sp = |t: Option<IntOrString>| ServicePort {
+        name: None,
+        port: 80,
+        target_port: t,
+        protocol: Protocol::Tcp,
+        app_protocol: None,
+    };
+    assert_eq!(target_port(&sp(None), spec), Some(80));
+    assert_eq!(
+        target_port(&sp(Some(IntOrString::Int(9090))), spec),
+        Some(9090)
+    );
+    assert_eq!(
+        target_port(&sp(Some(IntOrString::Str("web".into()))), spec),
+        Some(8080)
+    );
+    assert_eq!(
+        target_port(&sp(Some(IntOrString::Str("nope".into()))), spec),
+        None
+    );
+}

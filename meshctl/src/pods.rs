@@ -1,0 +1,227 @@
+//! One pod's life on a node: its network namespace, the CNI chain (ADD, and DEL in reverse), its containers.
+//!
+//! Creation undoes itself on error, so a pod is either fully there or not at all.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::ClusterConfig;
+use crate::cni::{self, RuntimeConf};
+use crate::error::Error;
+use crate::netns;
+use crate::paths::MeshPaths;
+use crate::plan::DesiredPod;
+use crate::supervisor::{ContainerSpec, Supervisor};
+use crate::topology::NETWORK_NAME;
+
+/// A pod that exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningPod {
+    pub desired: DesiredPod,
+    pub uid: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+/// Longest a pod's processes get to stop when the mesh removes it.
+pub const MAX_GRACE: Duration = Duration::from_secs(5);
+
+pub fn runtime_conf(
+    paths: &MeshPaths,
+    pod: &DesiredPod,
+    uid: &str,
+    container_id: &str,
+) -> RuntimeConf {
+    let netns_name = paths.pod_netns(&pod.namespace, &pod.name);
+    RuntimeConf {
+        container_id: container_id.to_string(),
+        netns: netns::path(&netns_name),
+        ifname: "eth0".into(),
+        args: cni::k8s_args(&pod.namespace, &pod.name, container_id, uid),
+        cni_path: vec![
+            paths.node_dir(&pod.node).join("bin"),
+            PathBuf::from(cni::SYSTEM_CNI_BIN),
+        ],
+        exec_netns: paths.node_netns(&pod.node),
+    }
+}
+
+/// Creates the pod's namespace, runs the node's CNI chain, starts its containers.
+pub fn create(
+    paths: &MeshPaths,
+    cluster: &ClusterConfig,
+    supervisor: &Supervisor,
+    pod: &DesiredPod,
+) -> Result<RunningPod, Error> {
+    let uid = new_uid()?;
+    let container_id = uid.replace('-', "");
+    let netns_name = paths.pod_netns(&pod.namespace, &pod.name);
+    let rt = runtime_conf(paths, pod, &uid, &container_id);
+    let dir = paths.pod_dir(&pod.namespace, &pod.name);
+    let attempt = || -> Result<RunningPod, Error> {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        netns::create(&netns_name)?;
+        cni::loopback(&rt, "ADD")?;
+        let list = cni::load_primary(&paths.cni_conf_dir(&pod.node))?;
+        let result = cni::add(&list, &rt, &paths.cni_cache_dir(&pod.node))?;
+        let ip = cni::result_ipv4(&result).ok_or_else(|| Error::Pod {
+            pod: format!("{}/{}", pod.namespace, pod.name),
+            detail: format!("the CNI result has no IPv4 address: {result}"),
+        })?;
+        let running = RunningPod {
+            desired: pod.clone(),
+            uid: uid.clone(),
+            container_id: container_id.clone(),
+            netns: netns_name.clone(),
+            ip,
+        };
+        let node_ip = cluster.node(&pod.node).map(|n| n.ip);
+        let containers = container_specs(&running, node_ip, &dir);
+        supervisor.start(
+            pod.key(),
+            netns_name.clone(),
+            pod.spec.restart_policy,
+            containers,
+        );
+        Ok(running)
+    };
+    attempt().inspect_err(|_| {
+        let _ = cni::del(
+            NETWORK_NAME,
+            cni::load_primary(&paths.cni_conf_dir(&pod.node))
+                .ok()
+                .as_ref(),
+            &rt,
+            &paths.cni_cache_dir(&pod.node),
+        );
+        let _ = netns::delete(&netns_name, Duration::from_millis(200));
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+}
+
+/// Stops the containers of `pods`, then runs CNI DEL and removes each namespace. Errors are collected, not fatal.
+pub fn delete(paths: &MeshPaths, supervisor: &Supervisor, pods: &[RunningPod]) -> Vec<Error> {
+    let grace = pods
+        .iter()
+        .map(|p| {
+            Duration::from_secs(
+                p.desired
+                    .spec
+                    .termination_grace_period_seconds
+                    .unwrap_or(30)
+                    .into(),
+            )
+        })
+        .max()
+        .unwrap_or_default()
+        .min(MAX_GRACE);
+    let keys: Vec<_> = pods.iter().map(|p| p.desired.key()).collect();
+    supervisor.stop(&keys, grace);
+    let mut errors = Vec::new();
+    for pod in pods {
+        let d = &pod.desired;
+        let rt = runtime_conf(paths, d, &pod.uid, &pod.container_id);
+        let fallback = cni::load_primary(&paths.cni_conf_dir(&d.node)).ok();
+        if let Err(e) = cni::del(
+            NETWORK_NAME,
+            fallback.as_ref(),
+            &rt,
+            &paths.cni_cache_dir(&d.node),
+        ) {
+            errors.push(e);
+        }
+        let _ = cni::loopback(&rt, "DEL");
+        if let Err(e) = netns::delete(&pod.netns, Duration::from_millis(500)) {
+            errors.push(e);
+        }
+        let dir = paths.pod_dir(&d.namespace, &d.name);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    errors
+}
+
+/// The processes of a pod: command + args, the environment (with the downward API filled in and `HOSTNAME` set to
+/// the pod name, as in Kubernetes), and a log file per container.
+fn container_specs(
+    pod: &RunningPod,
+    node_ip: Option<Ipv4Addr>,
+    dir: &std::path::Path,
+) -> Vec<ContainerSpec> {
+    let d = &pod.desired;
+    let field = |path: &str| -> String {
+        match path {
+            "metadata.name" => d.name.clone(),
+            "metadata.namespace" => d.namespace.clone(),
+            "metadata.uid" => pod.uid.clone(),
+            "spec.nodeName" => d.node.clone(),
+            "spec.serviceAccountName" => d.spec.service_account().to_string(),
+            "status.podIP" => pod.ip.to_string(),
+            "status.hostIP" => node_ip.map(|i| i.to_string()).unwrap_or_default(),
+            _ => String::new(),
+        }
+    };
+    let base_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    d.spec
+        .containers
+        .iter()
+        .map(|c| {
+            let mut env = vec![
+                ("PATH".to_string(), base_path.clone()),
+                ("HOSTNAME".to_string(), d.name.clone()),
+            ];
+            for e in &c.env {
+                let value = match (&e.value, &e.value_from) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some(from)) => field(&from.field_ref.field_path),
+                    (None, None) => String::new(),
+                };
+                env.retain(|(k, _)| *k != e.name);
+                env.push((e.name.clone(), value));
+            }
+            ContainerSpec {
+                name: c.name.clone(),
+                argv: c.command.iter().chain(&c.args).cloned().collect(),
+                env,
+                working_dir: c.working_dir.as_ref().map(PathBuf::from),
+                log: dir.join(format!("{}.log", c.name)),
+            }
+        })
+        .collect()
+}
+
+/// A random UUID from the kernel.
+fn new_uid() -> Result<String, Error> {
+    let path = std::path::Path::new("/proc/sys/kernel/random/uuid");
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::file(path, e))
+}
+
+/// Whether every declared TCP container port of the pod accepts a connection on the pod's address.
+pub fn ports_ready(pod: &RunningPod) -> bool {
+    let ports: Vec<u16> = pod
+        .desired
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter(|p| p.protocol == crate::manifest::Protocol::Tcp)
+        .map(|p| p.container_port)
+        .collect();
+    if ports.is_empty() {
+        return true;
+    }
+    let ip = pod.ip;
+    netns::run_in(&pod.netns, move || {
+        ports.iter().all(|p| {
+            std::net::TcpStream::connect_timeout(&(ip, *p).into(), Duration::from_millis(300))
+                .is_ok()
+        })
+    })
+    .unwrap_or(false)
+}
