@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: install what is needed, build, and run the local mesh demo (examples/quickstart). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "the local mesh creates network namespaces: run as root" >&2; exit 1; }
+bash scripts/install-deps.sh
+cargo build --quiet -p meshctl
+exec target/debug/meshctl --mesh "${MESHCTL_MESH:-demo}" demo -f examples/quickstart
