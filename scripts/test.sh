@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Every test: install what the tests need, build the binaries the end-to-end tests run, run the whole workspace's
-# tests. Needs root (the end-to-end tests create network namespaces).
+# tests, and close with one total line. Needs root (the end-to-end tests create network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "the end-to-end tests create network namespaces: run as root" >&2; exit 1; }
 bash scripts/install-deps.sh
 cargo build --quiet --workspace --bins
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
