@@ -166,3 +166,24 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
     cond()
 }
+
+/// A test CA, an HBONE server presenting `SERVER` and a pool presenting `CLIENT`: the setup most tunnel tests share.
+pub struct Tunnel {
+    pub ca: TestCa,
+    pub certs: Certs,
+    pub server: TestServer,
+    pub pool: Pool,
+}
+
+pub async fn tunnel(server_config: ServerConfig, client_config: ClientConfig) -> Tunnel {
+    let ca = TestCa::new(HOUR);
+    let certs = static_certs(&ca);
+    let server = start_server(certs.server.clone(), server_config).await;
+    let pool = pool(certs.client.clone(), client_config);
+    Tunnel {
+        ca,
+        certs,
+        server,
+        pool,
+    }
+}

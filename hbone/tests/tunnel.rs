@@ -17,12 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn tunnel_carries_bytes_and_headers() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
-    let mut server = start_server(s, ServerConfig::default()).await;
     let backend = echo_backend().await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel {
+        mut server, pool, ..
+    } = tunnel(ServerConfig::default(), ClientConfig::default()).await;
     let mut req = request_to(backend);
     req.baggage = Some(Baggage {
         namespace: "default".into(),
@@ -69,11 +67,8 @@ async fn tunnel_carries_bytes_and_headers() {
 
 #[tokio::test]
 async fn half_close_in_both_directions_delivers_all_bytes() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
-    let server = start_server(s, ServerConfig::default()).await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel { server, pool, .. } =
+        tunnel(ServerConfig::default(), ClientConfig::default()).await;
     let k = key(server.addr, &[SERVER]);
 
     // Client → server FIN: 3 MiB up, then shutdown; the echo answers only after EOF.
@@ -109,11 +104,8 @@ async fn half_close_in_both_directions_delivers_all_bytes() {
 
 #[tokio::test]
 async fn handler_decisions_map_to_401_and_503_and_hostname_authority_works() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
-    let server = start_server(s, ServerConfig::default()).await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel { server, pool, .. } =
+        tunnel(ServerConfig::default(), ClientConfig::default()).await;
     let k = key(server.addr, &[SERVER]);
     let status = |r: Result<hbone::stream::H2Stream, ClientError>| match r {
         Err(ClientError::Status { status, .. }) => status,
@@ -252,16 +244,12 @@ async fn malformed_requests_get_400_and_the_server_survives() {
 
 #[tokio::test]
 async fn streams_150_use_two_connections_and_idle_ones_are_released() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
-    let server = start_server(s, ServerConfig::default()).await;
     let echo = echo_backend().await;
     let config = ClientConfig {
         idle_timeout: Duration::from_millis(300),
         ..ClientConfig::default()
     };
-    let pool = pool(c, config);
+    let Tunnel { server, pool, .. } = tunnel(ServerConfig::default(), config).await;
     let k = key(server.addr, &[SERVER]);
     let mut opens = tokio::task::JoinSet::new();
     for _ in 0..150 {
@@ -298,16 +286,12 @@ async fn streams_150_use_two_connections_and_idle_ones_are_released() {
 
 #[tokio::test]
 async fn stream_limit_is_bounded_by_peer_max_concurrent_streams() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
     let config = ServerConfig {
         max_concurrent_streams: 10,
         ..ServerConfig::default()
     };
-    let server = start_server(s, config).await;
     let echo = echo_backend().await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel { server, pool, .. } = tunnel(config, ClientConfig::default()).await;
     let k = key(server.addr, &[SERVER]);
     let mut streams = Vec::new();
     for _ in 0..25 {
@@ -318,11 +302,8 @@ async fn stream_limit_is_bounded_by_peer_max_concurrent_streams() {
 
 #[tokio::test]
 async fn wrong_server_identity_fails_with_tls_failure() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
-    let server = start_server(s, ServerConfig::default()).await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel { server, pool, .. } =
+        tunnel(ServerConfig::default(), ClientConfig::default()).await;
     let wrong = key(
         server.addr,
         &["spiffe://cluster.local/ns/default/sa/someone-else"],
@@ -337,12 +318,9 @@ async fn wrong_server_identity_fails_with_tls_failure() {
 
 #[tokio::test]
 async fn drain_sends_goaway_keeps_open_streams_then_stops() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
-    let server = start_server(s, ServerConfig::default()).await;
     let echo = echo_backend().await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel { server, pool, .. } =
+        tunnel(ServerConfig::default(), ClientConfig::default()).await;
     let k = key(server.addr, &[SERVER]);
     let mut stream = pool.connect(&k, &request_to(echo)).await.unwrap();
     server.drain.send(true).unwrap();
@@ -371,16 +349,12 @@ async fn drain_sends_goaway_keeps_open_streams_then_stops() {
 
 #[tokio::test(start_paused = true)]
 async fn drain_deadline_forces_close_of_lingering_streams() {
-    let ca = TestCa::new(HOUR);
-    let certs = static_certs(&ca);
-    let (c, s) = (certs.client.clone(), certs.server.clone());
     let config = ServerConfig {
         drain_deadline: Duration::from_secs(5),
         ..ServerConfig::default()
     };
-    let server = start_server(s, config).await;
     let echo = echo_backend().await;
-    let pool = pool(c, ClientConfig::default());
+    let Tunnel { server, pool, .. } = tunnel(config, ClientConfig::default()).await;
     let mut stream = pool
         .connect(&key(server.addr, &[SERVER]), &request_to(echo))
         .await
