@@ -22,4 +22,22 @@ pub mod istio {
             include!("generated/istio.v1.auth.rs");
         }
     }
+
+    /// `istio.workload`: workload discovery (`Address` = `Workload` | `Service`).
+    #[allow(clippy::all, unreachable_pub, missing_docs, reason = "generated code")]
+    pub mod workload {
+        include!("generated/istio.workload.rs");
+
+        /// `istio.workload.zds`: node agent ⇄ node tunnel pod hand-over.
+        #[allow(clippy::all, unreachable_pub, missing_docs, reason = "generated code")]
+        pub mod zds {
+            include!("generated/istio.workload.zds.rs");
+        }
+    }
+
+    /// `istio.security`: L4 authorization policies.
+    #[allow(clippy::all, unreachable_pub, missing_docs, reason = "generated code")]
+    pub mod security {
+        include!("generated/istio.security.rs");
+    }
 }

@@ -5,7 +5,12 @@
 use std::path::{Path, PathBuf};
 
 /// Every `.proto` compiled into `src/generated/`, relative to `proto/`.
-const PROTOS: &[&str] = &["istio/v1/auth/ca.proto"];
+const PROTOS: &[&str] = &[
+    "istio/v1/auth/ca.proto",
+    "istio/workload/workload.proto",
+    "istio/workload/zds/zds.proto",
+    "istio/security/authorization.proto",
+];
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
