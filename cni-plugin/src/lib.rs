@@ -1,0 +1,33 @@
+//! The chained CNI plugin (`istio-cni`) and the node agent (`cni-agent`) of the ambient mesh.
+//!
+//! **Owns:** deciding which pods are enrolled; installing the plugin binary and our CNI conf entry; the in-pod
+//! redirect rules (native nftables + fwmark policy routing, spec §8) and the node-side probe SNAT; handing pods
+//! to ztunnel over ZDS (spec §7) and recording their redirection state in `<run-dir>/pods.json`.
+//! **Does not own:** the pod network itself (the primary CNI, e.g. bridge + host-local), the proxying (ztunnel),
+//! pod lifecycle (the runtime / meshctl), or pod metadata (the pod source: Kubernetes, or meshctl's pod dir).
+//!
+//! ```text
+//! runtime ──CNI ADD──▶ istio-cni ──POST /cmdadd (pluginevent.sock)──▶ cni-agent ──nft/ip in pod netns
+//!                        (plugin)                                          │
+//!                                                   ztunnel ◀──ZDS add + netns fd (SEQPACKET)──┘
+//! pod dir (informer) ──▶ cni-agent: enroll late-labelled pods, un-enroll relabelled/deleted ones
+//! ```
+//!
+//! Map: decisions are pure and table-tested — [`enrollment`], [`conflist`], [`rules`], [`zds::routing`],
+//! [`zds::wire`], [`agent::informer`]; the I/O around them — [`plugin`], [`installer`], [`redirect`],
+//! [`netns`], [`zds::socket`], [`zds::server`], [`agent`]. [`pods`] is the pod-source seam, [`event`] the
+//! plugin ⇄ agent protocol.
+//!
+//! `cni-agent` flags (each also an env var): see [`agent::AgentConfig`].
+
+pub mod agent;
+pub mod conflist;
+pub mod enrollment;
+pub mod event;
+pub mod installer;
+pub mod netns;
+pub mod plugin;
+pub mod pods;
+pub mod redirect;
+pub mod rules;
+pub mod zds;
