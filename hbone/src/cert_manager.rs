@@ -37,6 +37,9 @@ pub enum Priority {
     Blocking,
 }
 
+/// Longest a blocked connection waits for an immediate retry of a failed fetch.
+const BLOCKING_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Manager settings.
 #[derive(Debug, Clone)]
 pub struct CertManagerConfig {
@@ -192,6 +195,12 @@ impl CertManager {
         priority: Priority,
     ) -> Result<Arc<WorkloadCertificate>, CertManagerError> {
         let mut state = self.worker_state(identity, priority);
+        let failed_before = matches!(*state.borrow_and_update(), CertState::Unavailable(_));
+        if priority == Priority::Blocking && failed_before {
+            // A connection is waiting: the worker retries now (see `worker_state`); wait for
+            // that attempt's outcome rather than failing on the previous one.
+            let _ = tokio::time::timeout(BLOCKING_RETRY_WAIT, state.changed()).await;
+        }
         let unavailable = |reason: String| CertManagerError::Unavailable {
             identity: identity.clone(),
             reason,
@@ -207,6 +216,25 @@ impl CertManager {
             CertState::Unavailable(reason) => Err(unavailable(reason)),
             CertState::Initializing => Err(unavailable("not fetched".into())),
         }
+    }
+
+    /// Every managed identity with its state (`Initializing`, `Available`, `Unavailable: …`)
+    /// and current certificate, sorted by identity (for config dumps).
+    pub fn dump(&self) -> Vec<(Identity, String, Option<Arc<WorkloadCertificate>>)> {
+        let workers = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = workers
+            .iter()
+            .map(|(id, w)| {
+                let (state, cert) = match &*w.state.borrow() {
+                    CertState::Initializing => ("Initializing".to_owned(), None),
+                    CertState::Available(c) => ("Available".to_owned(), Some(c.clone())),
+                    CertState::Unavailable(e) => (format!("Unavailable: {e}"), None),
+                };
+                (id.clone(), state, cert)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Adapter presenting `identity`'s certificate on an HBONE server.
@@ -343,10 +371,15 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(35)).await;
         assert!(manager.get(&id(), Priority::Warmup).await.is_err());
         ca.set_down(false);
-        // A blocked connection nudges the worker; it retries within `initial`, not at +30 s.
-        assert!(manager.get(&id(), Priority::Blocking).await.is_err());
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // A blocked connection nudges the worker and waits for that retry: it gets the
+        // certificate now, not at the end of a 30 s backoff.
+        let before = tokio::time::Instant::now();
         let cert = manager.get(&id(), Priority::Blocking).await.unwrap();
+        assert!(
+            before.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            before.elapsed()
+        );
         assert_eq!(cert.identity(), &id());
         assert_eq!(ca.issued(), 1);
         manager.forget(&id());

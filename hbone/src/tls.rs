@@ -14,7 +14,7 @@ mod verifier;
 
 pub use certificate::{CertificateError, WorkloadCertificate};
 pub use config::{KeyExchange, TlsError, client_config, crypto_provider, server_config};
-pub use san::{SanError, spiffe_identities};
+pub use san::{SanError, certificate_summary, spiffe_identities};
 pub use verifier::{ExpectedIdentityServerVerifier, TrustDomainClientVerifier};
 
 /// The only ALPN protocol HBONE speaks.

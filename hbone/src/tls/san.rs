@@ -60,3 +60,9 @@ pub(crate) fn validity(der: &[u8]) -> Result<(SystemTime, SystemTime), SanError>
 pub(crate) fn serial(der: &[u8]) -> Result<String, SanError> {
     Ok(parse(der)?.raw_serial_as_string())
 }
+
+/// Serial number (hex) and validity window of a DER certificate, for diagnostics.
+pub fn certificate_summary(der: &[u8]) -> Result<(String, SystemTime, SystemTime), SanError> {
+    let (from, to) = validity(der)?;
+    Ok((serial(der)?, from, to))
+}
