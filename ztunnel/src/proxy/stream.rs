@@ -1,0 +1,128 @@
+//! A stream wrapper that counts bytes into a [`ConnectionRecorder`] as they pass and fails
+//! both directions once a cancellation token fires (policy revoked, drain deadline).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::telemetry::ConnectionRecorder;
+
+/// Which recorder counter each direction feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The wrapped stream is the server (app or upstream): writes to it are "received"
+    /// (client → server), reads from it are "sent".
+    Server,
+    /// The wrapped stream is the client: reads from it are "received", writes are "sent".
+    Client,
+}
+
+pub struct Observed<S> {
+    inner: S,
+    recorder: Arc<ConnectionRecorder>,
+    side: Side,
+    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Kept alive as long as the stream (e.g. the policy tracker's registration).
+    _hold: Option<super::tracker::TrackGuard>,
+}
+
+impl<S> Observed<S> {
+    pub fn new(
+        inner: S,
+        recorder: Arc<ConnectionRecorder>,
+        side: Side,
+        cancel: Option<CancellationToken>,
+    ) -> Self {
+        Self {
+            inner,
+            recorder,
+            side,
+            cancelled: cancel.map(|t| Box::pin(t.cancelled_owned())),
+            _hold: None,
+        }
+    }
+
+    /// Keeps `guard` alive with the stream; its token cancels the stream.
+    pub fn tracked(mut self, guard: super::tracker::TrackGuard) -> Self {
+        self.cancelled = Some(Box::pin(guard.token().clone().cancelled_owned()));
+        self._hold = Some(guard);
+        self
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let fired = match &mut self.cancelled {
+            Some(f) => f.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if fired {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed: no longer authorized",
+            ));
+        }
+        Ok(())
+    }
+
+    fn count_read(&self, n: u64) {
+        match self.side {
+            Side::Server => self.recorder.add_sent(n),
+            Side::Client => self.recorder.add_received(n),
+        }
+    }
+
+    fn count_write(&self, n: u64) {
+        match self.side {
+            Side::Server => self.recorder.add_received(n),
+            Side::Client => self.recorder.add_sent(n),
+        }
+    }
+}
+
+use std::future::Future;
+
+impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.count_read((buf.filled().len() - before) as u64);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.count_write(n as u64);
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
