@@ -20,7 +20,7 @@ use crate::plan::{self, Existing, Name, Plan};
 use crate::pods::{self, RunningPod};
 use crate::services::{self, ServiceRule};
 use crate::supervisor::{self, Supervisor};
-use crate::{report, topology};
+use crate::{node_agents, report, topology};
 
 /// A running mesh.
 pub struct Mesh {
@@ -30,6 +30,8 @@ pub struct Mesh {
     pub plan: Plan,
     pub pods: BTreeMap<Name, RunningPod>,
     pub supervisor: Supervisor,
+    /// The mesh CA (`None` only while coming up).
+    pub ca: Option<crate::mesh_ca::MeshCa>,
 }
 
 /// Serves the control socket until the mesh is removed (or failed to come up).
@@ -180,6 +182,7 @@ impl Mesh {
     ) -> Result<Mesh, Error> {
         let incoming = manifest::parse_files(files)?;
         let (objects, plan) = plan::build(&cluster, &[], &incoming, &Existing::default())?;
+        let bins = node_agents::Binaries::locate()?;
         topology::create(&paths, &cluster)?;
         let mut mesh = Mesh {
             paths,
@@ -188,14 +191,53 @@ impl Mesh {
             plan: Plan::default(),
             pods: BTreeMap::new(),
             supervisor: Supervisor::default(),
+            ca: None,
         };
-        match mesh.converge(objects, plan, timeout) {
+        let started = mesh.start_components(&bins, timeout);
+        match started.and_then(|()| mesh.converge(objects, plan, timeout)) {
             Ok(_) => Ok(mesh),
             Err(e) => {
                 mesh.down();
                 Err(e)
             }
         }
+    }
+
+    /// The mesh CA, then ztunnel and the node agent on every node; returns once they are ready.
+    fn start_components(
+        &mut self,
+        bins: &node_agents::Binaries,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let nodes: Vec<String> = self.cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        self.ca = Some(crate::mesh_ca::start(
+            &self.paths,
+            &nodes,
+            &self.cluster.trust_domain,
+        )?);
+        node_agents::start(&self.paths, &self.cluster, &self.supervisor, bins)?;
+        node_agents::wait_ready(&self.paths, &self.cluster, timeout)
+    }
+
+    /// Publishes the workload configuration every ztunnel watches and the pods the CA may
+    /// issue certificates for.
+    fn publish_workloads(&self) -> Result<(), Error> {
+        if let Some(ca) = &self.ca {
+            let mut pods = ca.pods.write().unwrap_or_else(|e| e.into_inner());
+            pods.clear();
+            for p in self.pods.values() {
+                let d = &p.desired;
+                pods.insert((
+                    d.node.clone(),
+                    d.namespace.clone(),
+                    d.spec.service_account().to_owned(),
+                ));
+            }
+        }
+        let config =
+            crate::workload_api::build(&self.cluster, &self.plan, &self.pods, &self.objects);
+        let path = node_agents::workload_config_path(&self.paths);
+        crate::workload_api::write(&path, &config).map_err(|e| Error::file(&path, e))
     }
 
     /// Applies new or changed objects to the running mesh.
@@ -250,7 +292,27 @@ impl Mesh {
             if self.pods.contains_key(key) {
                 continue;
             }
-            match pods::create(&self.paths, &self.cluster, &self.supervisor, desired) {
+            if let Some(ca) = &self.ca {
+                // The CA may sign for this pod's identity from now on (its tunnel prefetches
+                // the certificate as soon as the pod is handed over).
+                ca.pods.write().unwrap_or_else(|e| e.into_inner()).insert((
+                    desired.node.clone(),
+                    desired.namespace.clone(),
+                    desired.spec.service_account().to_owned(),
+                ));
+            }
+            let no_labels = BTreeMap::new();
+            let ns_labels = plan
+                .namespaces
+                .get(&desired.namespace)
+                .unwrap_or(&no_labels);
+            match pods::create(
+                &self.paths,
+                &self.cluster,
+                &self.supervisor,
+                desired,
+                ns_labels,
+            ) {
                 Ok(pod) => {
                     changes.push(format!(
                         "pod {}/{} created on {} ({})",
@@ -278,6 +340,7 @@ impl Mesh {
         self.objects = objects;
         self.plan = plan;
         self.sync_services()?;
+        self.publish_workloads()?;
         self.write_state();
         self.wait_ready(&created, timeout)?;
         if changes.is_empty() {
@@ -371,6 +434,9 @@ impl Mesh {
     pub fn down(&mut self) -> Vec<Error> {
         let all: Vec<RunningPod> = std::mem::take(&mut self.pods).into_values().collect();
         let mut errors = pods::delete(&self.paths, &self.supervisor, &all);
+        self.supervisor
+            .stop(&self.supervisor.pods(), pods::MAX_GRACE);
+        self.ca = None;
         errors.extend(topology::teardown(&self.paths, pods::MAX_GRACE));
         errors
     }

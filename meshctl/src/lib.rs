@@ -21,7 +21,9 @@ pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod manifest;
+pub mod mesh_ca;
 pub mod netns;
+pub mod node_agents;
 pub mod paths;
 pub mod plan;
 pub mod pods;
@@ -31,5 +33,6 @@ pub mod services;
 pub mod status;
 pub mod supervisor;
 pub mod topology;
+pub mod workload_api;
 
 pub use error::Error;

@@ -4,6 +4,7 @@
 //! It does not own cross-object checks (duplicates, selectors, capacity): see `plan`.
 
 mod rules;
+pub mod security;
 pub mod types;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
+pub use security::{AuthorizationPolicy, PeerAuthentication};
 pub use types::*;
 
 /// Where a document came from: a file and the 1-based document index in it.
@@ -79,6 +81,8 @@ pub enum Object {
     Deployment(Deployment),
     Service(Service),
     Cluster(Cluster),
+    AuthorizationPolicy(AuthorizationPolicy),
+    PeerAuthentication(PeerAuthentication),
 }
 
 /// `(kind, apiVersion)` of every accepted kind.
@@ -88,6 +92,8 @@ const KINDS: &[(&str, &str)] = &[
     ("Pod", "v1"),
     ("Service", "v1"),
     ("Deployment", "apps/v1"),
+    ("AuthorizationPolicy", "security.istio.io/v1"),
+    ("PeerAuthentication", "security.istio.io/v1"),
     ("Cluster", "meshctl.dev/v1alpha1"),
 ];
 
@@ -100,6 +106,8 @@ impl Object {
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
             Object::Cluster(_) => "Cluster",
+            Object::AuthorizationPolicy(_) => "AuthorizationPolicy",
+            Object::PeerAuthentication(_) => "PeerAuthentication",
         }
     }
 
@@ -111,6 +119,8 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::Cluster(o) => &o.metadata,
+            Object::AuthorizationPolicy(o) => &o.metadata,
+            Object::PeerAuthentication(o) => &o.metadata,
         }
     }
 
@@ -122,6 +132,8 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::Cluster(o) => &mut o.metadata,
+            Object::AuthorizationPolicy(o) => &mut o.metadata,
+            Object::PeerAuthentication(o) => &mut o.metadata,
         }
     }
 
@@ -316,6 +328,8 @@ pub fn parse_document(source: Source, value: Value) -> Result<ManifestObject, Ma
             "Pod" => Object::Pod(typed_field(v, &source, &label)?),
             "Deployment" => Object::Deployment(typed_field(v, &source, &label)?),
             "Service" => Object::Service(typed_field(v, &source, &label)?),
+            "AuthorizationPolicy" => Object::AuthorizationPolicy(typed_field(v, &source, &label)?),
+            "PeerAuthentication" => Object::PeerAuthentication(typed_field(v, &source, &label)?),
             _ => Object::Cluster(typed_field(v, &source, &label)?),
         })
     };

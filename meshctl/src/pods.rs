@@ -12,6 +12,7 @@ use crate::cluster::ClusterConfig;
 use crate::cni::{self, RuntimeConf};
 use crate::error::Error;
 use crate::netns;
+use crate::node_agents;
 use crate::paths::MeshPaths;
 use crate::plan::DesiredPod;
 use crate::supervisor::{ContainerSpec, Supervisor};
@@ -57,6 +58,7 @@ pub fn create(
     cluster: &ClusterConfig,
     supervisor: &Supervisor,
     pod: &DesiredPod,
+    namespace_labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<RunningPod, Error> {
     let uid = new_uid()?;
     let container_id = uid.replace('-', "");
@@ -67,12 +69,15 @@ pub fn create(
         std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
         netns::create(&netns_name)?;
         cni::loopback(&rt, "ADD")?;
+        // The node agent's informer (and the istio-cni plugin) learn about the pod here.
+        node_agents::write_pod_meta(paths, pod, namespace_labels, &uid, &rt.netns, &[])?;
         let list = cni::load_primary(&paths.cni_conf_dir(&pod.node))?;
         let result = cni::add(&list, &rt, &paths.cni_cache_dir(&pod.node))?;
         let ip = cni::result_ipv4(&result).ok_or_else(|| Error::Pod {
             pod: format!("{}/{}", pod.namespace, pod.name),
             detail: format!("the CNI result has no IPv4 address: {result}"),
         })?;
+        node_agents::write_pod_meta(paths, pod, namespace_labels, &uid, &rt.netns, &[ip.into()])?;
         let running = RunningPod {
             desired: pod.clone(),
             uid: uid.clone(),
@@ -99,6 +104,7 @@ pub fn create(
             &rt,
             &paths.cni_cache_dir(&pod.node),
         );
+        node_agents::remove_pod_meta(paths, pod);
         let _ = netns::delete(&netns_name, Duration::from_millis(200));
         let _ = std::fs::remove_dir_all(&dir);
     })
@@ -136,6 +142,7 @@ pub fn delete(paths: &MeshPaths, supervisor: &Supervisor, pods: &[RunningPod]) -
             errors.push(e);
         }
         let _ = cni::loopback(&rt, "DEL");
+        node_agents::remove_pod_meta(paths, d);
         if let Err(e) = netns::delete(&pod.netns, Duration::from_millis(500)) {
             errors.push(e);
         }

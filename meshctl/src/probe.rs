@@ -15,8 +15,18 @@ pub struct Reply {
 
 /// GET `/` from `addr`, connecting from namespace `netns`.
 pub fn http_get(netns: &str, addr: SocketAddr, timeout: Duration) -> Result<Reply, Error> {
+    http_get_path(netns, addr, "/", timeout)
+}
+
+/// `GET path` from inside `netns`.
+pub fn http_get_path(
+    netns: &str,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<Reply, Error> {
     let fail = |detail: String| Error::Command {
-        command: format!("GET http://{addr}/ from {netns}"),
+        command: format!("GET http://{addr}{path} from {netns}"),
         detail,
     };
     let start = Instant::now();
@@ -26,7 +36,7 @@ pub fn http_get(netns: &str, addr: SocketAddr, timeout: Duration) -> Result<Repl
         .set_read_timeout(Some(timeout))
         .map_err(|e| fail(e.to_string()))?;
     let request = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: meshctl\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: meshctl\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

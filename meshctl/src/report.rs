@@ -25,6 +25,12 @@ pub fn endpoints_of<'a>(
 
 pub fn build(mesh: &Mesh) -> StatusReport {
     let td = &mesh.cluster.trust_domain;
+    let enrolled: std::collections::BTreeSet<String> = mesh
+        .cluster
+        .nodes
+        .iter()
+        .flat_map(|n| crate::node_agents::enrolled(&mesh.paths, &n.name))
+        .collect();
     let pods = mesh
         .pods
         .values()
@@ -55,7 +61,7 @@ pub fn build(mesh: &Mesh) -> StatusReport {
                     d.spec.service_account()
                 ),
                 dataplane_mode,
-                enrolled: false,
+                enrolled: enrolled.contains(&format!("{}/{}", d.namespace, d.name)),
                 phase,
                 ready,
                 containers,
@@ -123,6 +129,6 @@ pub fn build(mesh: &Mesh) -> StatusReport {
         pods,
         services,
         waypoints: Vec::new(),
-        components: Vec::new(),
+        components: crate::node_agents::statuses(&mesh.paths, &mesh.cluster, &mesh.supervisor),
     }
 }

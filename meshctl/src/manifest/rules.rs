@@ -52,8 +52,61 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
         }
         Object::Service(svc) => check_service(obj, svc),
         Object::Cluster(c) => check_cluster(obj, &c.spec),
-        Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
+        Object::AuthorizationPolicy(p) => check_authorization_policy(obj, &p.spec),
+        Object::PeerAuthentication(_) | Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
     }
+}
+
+fn check_authorization_policy(
+    obj: &ManifestObject,
+    spec: &super::security::AuthorizationPolicySpec,
+) -> Result<(), ManifestError> {
+    use super::security::AuthzAction;
+    if matches!(spec.action, AuthzAction::Audit | AuthzAction::Custom) {
+        return Err(ManifestError::at(
+            obj,
+            "spec.action",
+            "AUDIT and CUSTOM are not supported by the node tunnel; use ALLOW or DENY",
+        ));
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        for (j, to) in rule.to.iter().enumerate() {
+            for (field, ports) in [
+                ("ports", &to.operation.ports),
+                ("notPorts", &to.operation.not_ports),
+            ] {
+                for p in ports {
+                    if !p.parse::<u16>().is_ok_and(|p| p > 0) {
+                        return Err(ManifestError::at(
+                            obj,
+                            &format!("spec.rules[{i}].to[{j}].operation.{field}"),
+                            format!("{p:?} is not a port number (1-65535)"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (j, from) in rule.from.iter().enumerate() {
+            let s = &from.source;
+            for (field, blocks) in [
+                ("ipBlocks", &s.ip_blocks),
+                ("notIpBlocks", &s.not_ip_blocks),
+            ] {
+                for b in blocks {
+                    let ok =
+                        b.parse::<ipnet::IpNet>().is_ok() || b.parse::<std::net::IpAddr>().is_ok();
+                    if !ok {
+                        return Err(ManifestError::at(
+                            obj,
+                            &format!("spec.rules[{i}].from[{j}].source.{field}"),
+                            format!("{b:?} is not an IP address or CIDR"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// RFC 1123 label (or subdomain, for pods): lower-case alphanumerics and '-', (and '.'), at most 63 characters.
