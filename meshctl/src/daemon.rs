@@ -337,6 +337,23 @@ impl Mesh {
         {
             changes.push(format!("service {}/{} created", key.0, key.1));
         }
+        for o in &objects {
+            if !matches!(
+                o.object,
+                manifest::Object::AuthorizationPolicy(_) | manifest::Object::PeerAuthentication(_)
+            ) {
+                continue;
+            }
+            match self
+                .objects
+                .iter()
+                .find(|old| old.object.key() == o.object.key())
+            {
+                Some(old) if old.object == o.object => {}
+                Some(_) => changes.push(format!("{} configured", o.object.display())),
+                None => changes.push(format!("{} created", o.object.display())),
+            }
+        }
         self.objects = objects;
         self.plan = plan;
         self.sync_services()?;

@@ -170,9 +170,11 @@ pub fn build(
     }
 }
 
-/// Writes `config` atomically to `path` (the tunnels re-read it when it changes).
+/// Writes `config` atomically to `path` (the tunnels re-read it when it changes). JSON, which
+/// is YAML too: serde's YAML writer would spell enums as `!Tag`s, while spec §11 spells them as
+/// `{Exact: "…"}` maps.
 pub fn write(path: &std::path::Path, config: &LocalConfig) -> std::io::Result<()> {
-    let text = serde_yaml_ng::to_string(config).map_err(std::io::Error::other)?;
+    let text = serde_json::to_string_pretty(config).map_err(std::io::Error::other)?;
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)

@@ -106,8 +106,10 @@ pub fn evaluate<'a>(
     let peer = Peer::new(conn);
     let mut have_allow = false;
     let mut allowed_by: Option<&Authorization> = None;
+    let mut denied_by: Option<&Authorization> = None;
     for p in policies {
         if p.dry_run {
+            // Evaluated even once the verdict is known, so every dry-run result is logged.
             let matched = policy_matches(p, &peer);
             tracing::debug!(
                 target: "authz",
@@ -122,13 +124,13 @@ pub fn evaluate<'a>(
             );
             continue;
         }
+        if denied_by.is_some() {
+            continue;
+        }
         match p.action {
             PolicyAction::Deny => {
                 if policy_matches(p, &peer) {
-                    log_decision(conn, "deny", Some(p));
-                    return Verdict::Deny {
-                        policy: Some(p.key()),
-                    };
+                    denied_by = Some(p);
                 }
             }
             PolicyAction::Allow => {
@@ -138,6 +140,12 @@ pub fn evaluate<'a>(
                 }
             }
         }
+    }
+    if let Some(p) = denied_by {
+        log_decision(conn, "deny", Some(p));
+        return Verdict::Deny {
+            policy: Some(p.key()),
+        };
     }
     if !have_allow {
         log_decision(conn, "allow", None);

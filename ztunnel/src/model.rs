@@ -247,3 +247,82 @@ mod tests {
         assert!(ip_from_bytes(&[1, 2, 3, 4, 5]).is_err());
     }
 }
+
+/// A port used as a map key: YAML writes it as a number, JSON as a string; both are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct PortKey(u16);
+
+impl<'de> Deserialize<'de> for PortKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number (0-65535)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortKey, E> {
+                u16::try_from(v)
+                    .map(PortKey)
+                    .map_err(|_| E::custom(format!("port {v} is over 65535")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortKey, E> {
+                u16::try_from(v)
+                    .map(PortKey)
+                    .map_err(|_| E::custom(format!("port {v} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortKey, E> {
+                v.parse()
+                    .map(PortKey)
+                    .map_err(|_| E::custom(format!("{v:?} is not a port number")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `{servicePort: targetPort}` with numeric or string keys.
+pub(crate) fn de_port_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<u16, u16>, D::Error> {
+    let m: std::collections::BTreeMap<PortKey, u16> = Deserialize::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k.0, v)).collect())
+}
+
+/// `{"ns/hostname": {servicePort: targetPort}}` with numeric or string port keys.
+pub(crate) fn de_service_ports<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<NamespacedHostname, workload::PortMap>, D::Error> {
+    let m: std::collections::BTreeMap<
+        NamespacedHostname,
+        std::collections::BTreeMap<PortKey, u16>,
+    > = Deserialize::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, ports)| (k, ports.into_iter().map(|(p, t)| (p.0, t)).collect()))
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod port_key_tests {
+    #[test]
+    fn port_maps_accept_yaml_numbers_and_json_strings() {
+        let yaml: crate::model::Service =
+            serde_yaml_ng::from_str("{name: a, namespace: b, hostname: c, ports: {80: 8080}}")
+                .unwrap();
+        let json: crate::model::Service = serde_json::from_str(
+            r#"{"name":"a","namespace":"b","hostname":"c","ports":{"80":8080}}"#,
+        )
+        .unwrap();
+        assert_eq!(yaml, json);
+        assert_eq!(yaml.ports.get(&80), Some(&8080));
+        let back: crate::model::Service =
+            serde_json::from_str(&serde_json::to_string(&yaml).unwrap()).unwrap();
+        assert_eq!(back, yaml);
+        assert!(
+            serde_json::from_str::<crate::model::Service>(
+                r#"{"name":"a","namespace":"b","hostname":"c","ports":{"x":1}}"#
+            )
+            .is_err()
+        );
+    }
+}

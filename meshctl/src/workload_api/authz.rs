@@ -22,6 +22,9 @@ use crate::manifest::security::{
 };
 use crate::manifest::{ManifestObject, Object};
 
+/// `istio.io/dry-run: "true"`: evaluate and log, never enforce.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
 /// The mesh's root namespace: selector-less policies there apply mesh-wide.
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
@@ -204,6 +207,13 @@ fn authorization_policy(p: &AuthorizationPolicy, out: &mut Translated) {
         rules,
         spec.selector.as_ref().map(|s| &s.match_labels),
     );
+    if let Some(last) = out.policies.last_mut() {
+        last.dry_run = p
+            .metadata
+            .annotations
+            .get(DRY_RUN_ANNOTATION)
+            .is_some_and(|v| v == "true");
+    }
 }
 
 fn push(

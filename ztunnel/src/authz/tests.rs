@@ -842,9 +842,16 @@ fn dry_run_is_logged_at_debug_on_the_authz_target() {
         .with_writer(move || writer.clone())
         .finish();
     let verdict = tracing::subscriber::with_default(subscriber, || {
-        evaluate(&[dry(deny(vec![vec![]]))], &plain())
+        evaluate(
+            &[
+                deny(vec![vec![]]),
+                dry(allow(vec![])),
+                dry(deny(vec![vec![]])),
+            ],
+            &plain(),
+        )
     });
-    assert_eq!(verdict, ALLOW);
+    assert_eq!(verdict, denied_by("deny"));
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let line = text
         .lines()
@@ -852,9 +859,12 @@ fn dry_run_is_logged_at_debug_on_the_authz_target() {
         .unwrap_or_else(|| panic!("no dry-run log in {text:?}"));
     assert!(line.contains("DEBUG") && line.contains("authz"), "{line}");
     assert!(
-        line.contains("shop/deny-dry") && line.contains("matched=true"),
+        line.contains("shop/allow-dry") && line.contains("matched=false"),
         "{line}"
     );
+    // Logged although a real DENY had already decided.
+    let line = text.lines().find(|l| l.contains("shop/deny-dry")).unwrap();
+    assert!(line.contains("matched=true"), "{line}");
 }
 
 #[test]

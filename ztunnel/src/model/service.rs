@@ -74,7 +74,7 @@ pub struct Service {
     #[serde(default)]
     pub vips: Vec<NetworkAddress>,
     /// Service port → target port (0 = each endpoint's own map).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::de_port_map")]
     pub ports: BTreeMap<u16, u16>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_alt_names: Vec<String>,

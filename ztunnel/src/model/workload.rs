@@ -116,7 +116,7 @@ pub struct Workload {
     pub native_tunnel: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_tunnel: Option<ApplicationTunnel>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::de_service_ports")]
     pub services: BTreeMap<NamespacedHostname, PortMap>,
     #[serde(default)]
     pub authorization_policies: Vec<String>,

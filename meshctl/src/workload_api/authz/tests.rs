@@ -130,3 +130,11 @@ fn strict_peer_authentication() {
     );
     assert!(permissive.policies.is_empty());
 }
+
+#[test]
+fn dry_run_annotation() {
+    let t = translate_yaml(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop, annotations: {istio.io/dry-run: \"true\"}}\nspec: {action: DENY, rules: [{}]}\n",
+    );
+    assert!(t.policies[0].dry_run);
+}
