@@ -73,6 +73,7 @@ fn topology(marker: &str) -> String {
     y += &pod("mesh", "server2", "node2", "server", "app: server", &server);
     y += &pod("mesh", "client-a", "node1", "client-a", "app: a", SLEEP);
     y += &pod("mesh", "client-b", "node1", "client-b", "app: b", SLEEP);
+    y += &pod("mesh", "client-c", "node2", "client-a", "app: c", SLEEP);
     y += &pod(
         "plain",
         "outsider",
@@ -567,4 +568,101 @@ fn passthrough_reserved_ports_and_hostile_connections() {
     for c in st["components"].as_array().unwrap() {
         assert_eq!(c["healthy"], true, "{c:#}");
     }
+}
+
+/// Pids of the processes named `comm` in `netns`.
+fn pids_in(netns: &str, comm: &str) -> Vec<i32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|pid: &i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}
+
+/// A keep-alive HTTP client making `n` requests 100 ms apart; exit 3 when the connection breaks.
+fn keepalive_script(ip: &str, n: u32) -> String {
+    format!(
+        "import http.client,time,sys\nc=http.client.HTTPConnection('{ip}',8080,timeout=5)\nfor i in range({n}):\n    try:\n        c.request('GET','/'); r=c.getresponse(); r.read()\n    except Exception as e:\n        print('closed after',i,type(e).__name__,flush=True); sys.exit(3)\n    time.sleep(0.1)\nprint('done',flush=True)\n"
+    )
+}
+
+#[test]
+fn restarting_a_ztunnel_replays_its_pods_and_leaves_other_nodes_alone() {
+    let (mesh, ips, _) = up("restart");
+    let node1 = format!("{}.node.node1", mesh.name);
+    let old = pids_in(&node1, "ztunnel");
+    assert_eq!(old.len(), 1, "one ztunnel on node1: {old:?}");
+    // A connection between two pods of node2 stays up while node1's tunnel restarts.
+    let mut other = Command::new(tests::meshctl_bin())
+        .args([
+            "--mesh",
+            &mesh.name,
+            "exec",
+            "mesh/client-c",
+            "--",
+            "python3",
+            "-c",
+            &keepalive_script(&ips.of("server2"), 60),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // SIGTERM: the tunnel drains and exits; the supervisor starts a new one, which connects to
+    // the node agent and gets every pod of node1 replayed.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old[0]),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("http://{}:8080/", ips.of("server2"));
+    let body = loop {
+        let new = pids_in(&node1, "ztunnel");
+        if new.len() == 1 && new != old {
+            if let Ok(b) = get(&mesh, "mesh/client-a", &url) {
+                break b;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node1's ztunnel did not come back (pids {new:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        body.trim(),
+        format!("server2 saw {} on 8080", ips.of("client-a"))
+    );
+    let dump: Value = serde_json::from_str(&node_get(
+        &mesh,
+        "node1",
+        "http://127.0.0.1:15000/config_dump",
+    ))
+    .unwrap();
+    assert_eq!(
+        dump["workloadState"].as_object().unwrap().len(),
+        3,
+        "all node1 pods replayed: {:#}",
+        dump["workloadState"]
+    );
+    let status = other.wait().unwrap();
+    let mut out = String::new();
+    other
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(
+        status.success() && out.contains("done"),
+        "node2's connection was disturbed: {out}"
+    );
 }
