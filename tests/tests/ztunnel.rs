@@ -626,10 +626,11 @@ fn restarting_a_ztunnel_replays_its_pods_and_leaves_other_nodes_alone() {
     let url = format!("http://{}:8080/", ips.of("server2"));
     let body = loop {
         let new = pids_in(&node1, "ztunnel");
-        if new.len() == 1 && new != old {
-            if let Ok(b) = get(&mesh, "mesh/client-a", &url) {
-                break b;
-            }
+        if new.len() == 1
+            && new != old
+            && let Ok(b) = get(&mesh, "mesh/client-a", &url)
+        {
+            break b;
         }
         assert!(
             Instant::now() < deadline,
