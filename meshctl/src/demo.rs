@@ -20,6 +20,40 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 struct Flow {
     what: String,
     replies: Vec<Result<Reply, Error>>,
+    /// Connections the destination tunnels accepted over mutual TLS from the client during it.
+    mtls: u64,
+}
+
+/// Connections all ztunnels accepted over mutual TLS from `principal`, from their metrics.
+fn mtls_connections(st: &StatusReport, principal: &str) -> u64 {
+    let want = [
+        "reporter=\"destination\"".to_string(),
+        format!("source_principal=\"{principal}\""),
+        "connection_security_policy=\"mutual_tls\"".to_string(),
+    ];
+    st.nodes
+        .iter()
+        .filter_map(|n| {
+            probe::http_get_path(
+                &n.netns,
+                SocketAddr::from(([127, 0, 0, 1], 15020)),
+                "/metrics",
+                TIMEOUT,
+            )
+            .ok()
+        })
+        .flat_map(|r| {
+            r.body
+                .lines()
+                .filter(|l| {
+                    l.starts_with("istio_tcp_connections_opened_total{")
+                        && want.iter().all(|w| l.contains(w.as_str()))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .map(|v| v as u64)
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 pub fn run(paths: &MeshPaths, quickstart: &Path) -> Result<String, Error> {
@@ -53,7 +87,9 @@ fn drive(st: &StatusReport) -> Result<String, Error> {
         .first()
         .ok_or_else(|| missing("Service port"))?
         .port;
+    let before = mtls_connections(st, &client.identity);
     let mut flows = vec![Flow {
+        mtls: 0,
         what: format!(
             "{} → Service {}/{} {vip}:{port}",
             who(client),
@@ -64,6 +100,8 @@ fn drive(st: &StatusReport) -> Result<String, Error> {
             .map(|_| probe::http_get(&client.netns, SocketAddr::from((vip, port)), TIMEOUT))
             .collect(),
     }];
+    let mut last = mtls_connections(st, &client.identity);
+    flows[0].mtls = last - before.min(last);
     for ep in &svc.endpoints {
         let Some(target) = ep.ports.first() else {
             continue;
@@ -73,7 +111,18 @@ fn drive(st: &StatusReport) -> Result<String, Error> {
         } else {
             "across nodes"
         };
+        let replies = (0..REQUESTS_PER_POD)
+            .map(|_| {
+                probe::http_get(
+                    &client.netns,
+                    SocketAddr::from((ep.ip, target.target_port)),
+                    TIMEOUT,
+                )
+            })
+            .collect();
+        let now = mtls_connections(st, &client.identity);
         flows.push(Flow {
+            mtls: now - last.min(now),
             what: format!(
                 "{} → pod {} {}:{} ({place})",
                 who(client),
@@ -81,16 +130,9 @@ fn drive(st: &StatusReport) -> Result<String, Error> {
                 ep.ip,
                 target.target_port
             ),
-            replies: (0..REQUESTS_PER_POD)
-                .map(|_| {
-                    probe::http_get(
-                        &client.netns,
-                        SocketAddr::from((ep.ip, target.target_port)),
-                        TIMEOUT,
-                    )
-                })
-                .collect(),
+            replies,
         });
+        last = now;
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -135,10 +177,23 @@ fn drive(st: &StatusReport) -> Result<String, Error> {
             answered.join(", ")
         );
         let seen: Vec<&String> = saw.keys().collect();
+        let encrypted = if !client.enrolled {
+            "no (the client is not in the mesh)".to_string()
+        } else if flow.mtls >= good.len() as u64 && !good.is_empty() {
+            format!(
+                "yes, HBONE mutual TLS ({} connections accepted by the destination ztunnels as {})",
+                flow.mtls, client.identity
+            )
+        } else {
+            ok = false;
+            format!(
+                "NOT CONFIRMED (destination ztunnels counted {} mTLS connections)",
+                flow.mtls
+            )
+        };
         let _ = writeln!(
             out,
-            "  source seen by the server: {seen:?} ({}); encrypted: no (plain TCP: no mesh data plane runs yet); \
-             authorization: allowed (no policy)",
+            "  source seen by the server: {seen:?} ({}); encrypted: {encrypted}",
             if kept_source {
                 "the client pod's own address"
             } else {
