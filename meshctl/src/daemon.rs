@@ -39,7 +39,12 @@ pub fn serve(paths: MeshPaths) -> Result<(), Error> {
     std::fs::create_dir_all(&paths.root).map_err(|e| Error::file(&paths.root, e))?;
     let sock = paths.control_socket();
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(|e| Error::file(&sock, e))?;
+    // Bind (and listen) under a temporary name, then publish: the CLI waits for the socket file,
+    // and a file that exists before listen() would refuse its first connection.
+    let tmp = sock.with_extension("sock.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(|e| Error::file(&tmp, e))?;
+    std::fs::rename(&tmp, &sock).map_err(|e| Error::file(&sock, e))?;
     let mut mesh: Option<Mesh> = None;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
