@@ -166,17 +166,21 @@ impl PodProxies for InPodProxies {
         let (drain_tx, drain_rx) = watch::channel(false);
         let pod = Arc::new(pod.clone());
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(outbound::run(
+        tasks.push(tokio::spawn(accept_loop(
             ctx.clone(),
             pod.clone(),
             outbound,
             drain_rx.clone(),
+            "outbound",
+            outbound::handle,
         )));
-        tasks.push(tokio::spawn(inbound_plaintext::run(
+        tasks.push(tokio::spawn(accept_loop(
             ctx.clone(),
             pod.clone(),
             plaintext,
             drain_rx.clone(),
+            "inbound",
+            inbound_plaintext::handle,
         )));
         let server_config = ServerConfig {
             drain_deadline: ctx.config.termination_deadline,
@@ -207,9 +211,50 @@ impl PodProxies for InPodProxies {
 }
 
 /// Resolves when either the pod drains or the tunnel shuts down.
-pub(crate) async fn draining(pod: &mut watch::Receiver<bool>, global: &mut watch::Receiver<bool>) {
+async fn draining(pod: &mut watch::Receiver<bool>, global: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = pod.wait_for(|d| *d) => {}
         _ = global.wait_for(|d| *d) => {}
+    }
+}
+
+/// Accepts on one of a pod's plain-TCP listeners (15001, 15006) until the pod drains or the
+/// tunnel shuts down, running `handle` per connection; open connections then get the
+/// termination deadline and are cut after it.
+pub(crate) async fn accept_loop<F, Fut>(
+    ctx: Arc<ProxyContext>,
+    pod: Arc<PodContext>,
+    listener: tokio::net::TcpListener,
+    mut drain: watch::Receiver<bool>,
+    direction: &'static str,
+    handle: F,
+) where
+    F: Fn(Arc<ProxyContext>, Arc<PodContext>, tokio::net::TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tracing::Instrument;
+    let mut global = ctx.shutdown.clone();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let span = tracing::debug_span!("conn", direction, src.addr = %peer, pod = %pod.info.name);
+                    conns.spawn(handle(ctx.clone(), pod.clone(), stream, peer).instrument(span));
+                }
+                Err(e) => tracing::warn!(direction, error = %e, "accept failed"),
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = draining(&mut drain, &mut global) => break,
+        }
+    }
+    drop(listener);
+    let all_done = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(ctx.config.termination_deadline, all_done)
+        .await
+        .is_err()
+    {
+        tracing::info!(direction, pod = %pod.info.name, open = conns.len(), "termination deadline: closing connections");
+        conns.abort_all();
     }
 }

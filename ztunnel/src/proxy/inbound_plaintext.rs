@@ -5,57 +5,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hbone::stream::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::Instrument;
+use tokio::net::TcpStream;
 
+use super::ProxyContext;
 use super::labels::Peers;
 use super::outbound::decide::RESERVED_PORTS;
-use super::stream::{Observed, Side};
-use super::{ProxyContext, draining};
+use super::stream::splice;
 use crate::authz::{self, ConnectionInfo, Verdict};
 use crate::inpod::manager::PodContext;
 use crate::inpod::socket;
 use crate::telemetry::{
-    ConnectionAddrs, ConnectionFailure, ConnectionRecorder, FailedConnection, Reporter,
-    ResponseFlag, connection_failed,
+    ConnectionAddrs, ConnectionFailure, FailedConnection, Reporter, ResponseFlag, connection_failed,
 };
 
-pub async fn run(
+pub(crate) async fn handle(
     ctx: Arc<ProxyContext>,
     pod: Arc<PodContext>,
-    listener: TcpListener,
-    mut drain: watch::Receiver<bool>,
+    client: TcpStream,
+    peer: SocketAddr,
 ) {
-    let mut global = ctx.shutdown.clone();
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let span = tracing::debug_span!("inbound_plaintext", src.addr = %peer, pod = %pod.info.name);
-                    conns.spawn(handle(ctx.clone(), pod.clone(), stream, peer).instrument(span));
-                }
-                Err(e) => tracing::warn!(error = %e, "inbound accept failed"),
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            () = draining(&mut drain, &mut global) => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(ctx.config.termination_deadline, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        conns.abort_all();
-    }
-}
-
-async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, client: TcpStream, peer: SocketAddr) {
     let dst = match socket::original_dst(&client) {
         Ok(d) => d,
         Err(e) => return tracing::warn!(error = %e, "no original destination; closing"),
@@ -140,12 +108,5 @@ async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, client: TcpStream,
         }
     };
     let guard = ctx.tracker.track(&local.uid, info);
-    let recorder = Arc::new(ConnectionRecorder::new(ctx.metrics.clone(), labels, addrs));
-    let mut client = Observed::new(client, recorder.clone(), Side::Client, None);
-    let mut app = Observed::new(app, recorder.clone(), Side::Server, None).tracked(guard);
-    let result = copy_bidirectional(&mut client, &mut app).await;
-    drop((client, app));
-    if let (Ok(recorder), Err(e)) = (Arc::try_unwrap(recorder), result) {
-        recorder.finish(Err(&ConnectionFailure::new(None, e.to_string())));
-    }
+    splice(&ctx, labels, addrs, client, app, Some(guard)).await;
 }

@@ -8,59 +8,18 @@ use std::sync::Arc;
 
 use hbone::client::{ConnectRequest, PoolKey};
 use hbone::headers::{Authority, Baggage};
-use hbone::stream::copy_bidirectional;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::Instrument;
+use tokio::net::TcpStream;
 
+use super::ProxyContext;
 use super::labels::Peers;
-use super::stream::{Observed, Side};
-use super::{ProxyContext, draining};
+use super::stream::splice;
 use crate::inpod::manager::PodContext;
 use crate::inpod::socket;
 use crate::model::Workload;
 use crate::telemetry::{
-    ConnectionAddrs, ConnectionFailure, ConnectionRecorder, FailedConnection, Reporter,
-    ResponseFlag, connection_failed,
+    ConnectionAddrs, ConnectionFailure, FailedConnection, Reporter, ResponseFlag, connection_failed,
 };
 use decide::{Upstream, decide};
-
-/// Accepts until the pod drains or the tunnel shuts down; then open connections get the
-/// termination deadline.
-pub async fn run(
-    ctx: Arc<ProxyContext>,
-    pod: Arc<PodContext>,
-    listener: TcpListener,
-    mut drain: watch::Receiver<bool>,
-) {
-    let mut global = ctx.shutdown.clone();
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let span = tracing::debug_span!("outbound", src.addr = %peer, pod = %pod.info.name);
-                    conns.spawn(handle(ctx.clone(), pod.clone(), stream, peer).instrument(span));
-                }
-                Err(e) => tracing::warn!(error = %e, "outbound accept failed"),
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            () = draining(&mut drain, &mut global) => break,
-        }
-    }
-    drop(listener);
-    let deadline = ctx.config.termination_deadline;
-    if tokio::time::timeout(deadline, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::info!(pod = %pod.info.name, open = conns.len(), "termination deadline: closing outbound connections");
-        conns.abort_all();
-    }
-}
 
 pub(crate) fn baggage_of(w: &Workload) -> Baggage {
     Baggage {
@@ -79,7 +38,12 @@ pub(crate) fn baggage_of(w: &Workload) -> Baggage {
     }
 }
 
-async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, client: TcpStream, peer: SocketAddr) {
+pub(crate) async fn handle(
+    ctx: Arc<ProxyContext>,
+    pod: Arc<PodContext>,
+    client: TcpStream,
+    peer: SocketAddr,
+) {
     let dst = match socket::original_dst(&client) {
         Ok(d) => d,
         Err(e) => return tracing::warn!(error = %e, "no original destination; closing"),
@@ -174,7 +138,7 @@ async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, client: TcpStream,
                     return fail(labels, addrs, flag, e.to_string());
                 }
             };
-            splice(&ctx, labels, addrs, client, upstream).await;
+            splice(&ctx, labels, addrs, client, upstream, None).await;
         }
         Upstream::Tcp { addr } => {
             let upstream =
@@ -189,7 +153,7 @@ async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, client: TcpStream,
                         );
                     }
                 };
-            splice(&ctx, labels, addrs, client, upstream).await;
+            splice(&ctx, labels, addrs, client, upstream, None).await;
         }
     }
 }
@@ -204,26 +168,4 @@ fn flag_of(flag: &str) -> Option<ResponseFlag> {
         "DENY" => ResponseFlag::Deny,
         _ => ResponseFlag::Connect,
     })
-}
-
-async fn splice<U>(
-    ctx: &ProxyContext,
-    labels: crate::telemetry::CommonTrafficLabels,
-    addrs: ConnectionAddrs,
-    client: TcpStream,
-    upstream: U,
-) where
-    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let recorder = Arc::new(ConnectionRecorder::new(ctx.metrics.clone(), labels, addrs));
-    let mut client = Observed::new(client, recorder.clone(), Side::Client, None);
-    let mut upstream = Observed::new(upstream, recorder.clone(), Side::Server, None);
-    let result = copy_bidirectional(&mut client, &mut upstream).await;
-    drop((client, upstream));
-    if let Ok(recorder) = Arc::try_unwrap(recorder) {
-        match result {
-            Ok(_) => recorder.finish::<ConnectionFailure>(Ok(())),
-            Err(e) => recorder.finish(Err(&ConnectionFailure::new(None, e.to_string()))),
-        }
-    }
 }

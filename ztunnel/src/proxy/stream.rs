@@ -126,3 +126,32 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+/// Copies both ways between the accepted client and the upstream, counting bytes into a new
+/// recorder for `labels`, until either side ends or `guard`'s token (policy revoked) fires.
+pub(crate) async fn splice<U>(
+    ctx: &super::ProxyContext,
+    labels: crate::telemetry::CommonTrafficLabels,
+    addrs: crate::telemetry::ConnectionAddrs,
+    client: tokio::net::TcpStream,
+    upstream: U,
+    guard: Option<super::tracker::TrackGuard>,
+) where
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    use crate::telemetry::ConnectionFailure;
+    let recorder = Arc::new(ConnectionRecorder::new(ctx.metrics.clone(), labels, addrs));
+    let mut client = Observed::new(client, recorder.clone(), Side::Client, None);
+    let mut upstream = Observed::new(upstream, recorder.clone(), Side::Server, None);
+    if let Some(g) = guard {
+        upstream = upstream.tracked(g);
+    }
+    let result = hbone::stream::copy_bidirectional(&mut client, &mut upstream).await;
+    drop((client, upstream));
+    if let Ok(recorder) = Arc::try_unwrap(recorder) {
+        match result {
+            Ok(_) => recorder.finish::<ConnectionFailure>(Ok(())),
+            Err(e) => recorder.finish(Err(&ConnectionFailure::new(None, e.to_string()))),
+        }
+    }
+}
