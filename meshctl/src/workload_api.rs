@@ -12,7 +12,7 @@ use ztunnel::local_config::LocalConfig;
 use ztunnel::model::{NamespacedHostname, Protocol, Service, Workload};
 
 use crate::cluster::ClusterConfig;
-use crate::manifest::{ManifestObject, Object};
+use crate::manifest::ManifestObject;
 use crate::plan::{self, Name, Plan};
 use crate::pods::RunningPod;
 
@@ -144,7 +144,7 @@ pub fn build(
     pods: &BTreeMap<Name, RunningPod>,
     objects: &[ManifestObject],
 ) -> LocalConfig {
-    let translated = authz::translate(objects, &cluster.trust_domain);
+    let translated = authz::translate(objects);
     let workloads = pods
         .values()
         .map(|p| {
@@ -159,10 +159,6 @@ pub fn build(
             workload(cluster, plan, p, &selected)
         })
         .collect();
-    let _ = objects
-        .iter()
-        .filter(|o| matches!(o.object, Object::Namespace(_)))
-        .count();
     LocalConfig {
         workloads,
         services: services(plan),

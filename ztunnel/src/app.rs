@@ -10,9 +10,7 @@ use hbone::client::{ClientConfig, Pool};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::admin::{
-    AdminServer, AdminState, ConfigDumpSource, Readiness, ReadinessServer, StatsServer,
-};
+use crate::admin::{AdminServer, AdminState, Readiness, ReadinessServer, StatsServer};
 use crate::config::{Config, ConfigSource};
 use crate::config_dump::ConfigDump;
 use crate::inpod::manager::WorkloadManager;
@@ -21,12 +19,6 @@ use crate::proxy::tracker::ConnectionTracker;
 use crate::proxy::{InPodProxies, ProxyContext};
 use crate::state::Store;
 use crate::telemetry::{LogLevelControl, Metrics};
-
-impl ConfigDumpSource for ConfigDump {
-    fn config_dump(&self) -> serde_json::Value {
-        self.render()
-    }
-}
 
 /// Runs until SIGTERM/SIGINT or `/quitquitquit`, then drains within the termination deadline.
 pub async fn run(config: Config, logging: LogLevelControl) -> anyhow::Result<()> {

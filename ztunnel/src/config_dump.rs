@@ -132,3 +132,9 @@ impl ConfigDump {
         })
     }
 }
+
+impl crate::admin::ConfigDumpSource for ConfigDump {
+    fn config_dump(&self) -> Value {
+        self.render()
+    }
+}

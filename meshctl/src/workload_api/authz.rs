@@ -277,7 +277,7 @@ fn peer_authentication(p: &PeerAuthentication, out: &mut Translated) {
 }
 
 /// Translates every security object in `objects`.
-pub fn translate(objects: &[ManifestObject], _trust_domain: &str) -> Translated {
+pub fn translate(objects: &[ManifestObject]) -> Translated {
     let mut out = Translated::default();
     for o in objects {
         match &o.object {

@@ -28,11 +28,11 @@ impl PartialEq for Netns {
 }
 
 impl Netns {
-    /// Wraps a netns fd (checked to be one).
+    /// Wraps a netns fd, remembering its inode and device (its identity across ZDS adds).
     pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
         let st = fstat(fd.as_fd()).map_err(io::Error::from)?;
-        // A netns fd is an nsfs inode; setns(0 flags) would accept other namespace types, so
-        // check by trying nothing here and letting `run` fail with a clear error instead.
+        // Whether it really is a network namespace shows at the first `run`: setns with
+        // CLONE_NEWNET refuses any other fd, and that error names the fd.
         Ok(Self {
             fd: Arc::new(fd),
             #[allow(

@@ -7,7 +7,7 @@ fn translate_yaml(text: &str) -> Translated {
         text: text.into(),
     }])
     .unwrap();
-    translate(&objects, "cluster.local")
+    translate(&objects)
 }
 
 fn ap(ns: &str, spec: &str) -> String {
