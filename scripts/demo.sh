@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "the local mesh creates network namespaces: run as root" >&2; exit 1; }
 bash scripts/install-deps.sh
-cargo build --quiet -p meshctl
+# meshctl runs ztunnel, cni-agent and istio-cni from its own directory, so build them together.
+cargo build --quiet -p meshctl -p ztunnel -p cni-plugin
 exec target/debug/meshctl --mesh "${MESHCTL_MESH:-demo}" demo -f examples/quickstart
