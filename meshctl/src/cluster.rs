@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{ClusterSpec, ManifestError};
 
 /// The most nodes a local mesh may have.
-pub const MAX_NODES: u32 = 64;
+pub use crate::manifest::MAX_NODES;
 pub const DEFAULT_NODES: u32 = 2;
 
 /// The effective cluster configuration.

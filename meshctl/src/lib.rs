@@ -20,7 +20,6 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod error;
-pub mod manifest;
 pub mod mesh_ca;
 pub mod netns;
 pub mod node_agents;
@@ -35,4 +34,6 @@ pub mod supervisor;
 pub mod topology;
 pub mod workload_api;
 
+/// Manifests are shared with the control plane, which reads the same files.
+pub use control_plane::manifest;
 pub use error::Error;

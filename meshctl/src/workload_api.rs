@@ -4,7 +4,7 @@
 //! Owns the translation (pure, table-tested); the daemon writes its output to the file every
 //! ztunnel watches. Does not start anything. Policy translation is in [`authz`].
 
-pub mod authz;
+use control_plane::authz;
 
 use std::collections::BTreeMap;
 

@@ -17,6 +17,9 @@ use serde_yaml_ng::Value;
 pub use security::{AuthorizationPolicy, PeerAuthentication};
 pub use types::*;
 
+/// Most nodes a local mesh `Cluster` may ask for.
+pub const MAX_NODES: u32 = 64;
+
 /// Where a document came from: a file and the 1-based document index in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {

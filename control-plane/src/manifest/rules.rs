@@ -1,6 +1,6 @@
 //! Per-object rules Kubernetes would enforce at admission: names, required lists, field values.
 
-use super::{Container, ManifestError, ManifestObject, Object, PodSpec, Service};
+use super::{Container, MAX_NODES, ManifestError, ManifestObject, Object, PodSpec, Service};
 
 /// Field paths of the downward API the local mesh fills in.
 pub(crate) const FIELD_PATHS: &[&str] = &[
@@ -262,12 +262,12 @@ fn check_service(obj: &ManifestObject, svc: &Service) -> Result<(), ManifestErro
 
 fn check_cluster(obj: &ManifestObject, spec: &super::ClusterSpec) -> Result<(), ManifestError> {
     if let Some(n) = spec.nodes
-        && !(1..=crate::cluster::MAX_NODES).contains(&n)
+        && !(1..=MAX_NODES).contains(&n)
     {
         return Err(ManifestError::at(
             obj,
             "spec.nodes",
-            format!("must be 1-{}", crate::cluster::MAX_NODES),
+            format!("must be 1-{}", MAX_NODES),
         ));
     }
     Ok(())

@@ -1,0 +1,6 @@
+//! The mesh control plane: Kubernetes-style manifests → the xDS resources that configure node
+//! tunnels (`istio.workload.Address`, `istio.security.Authorization`), waypoints and Envoy
+//! (listeners, routes, clusters, endpoints) and proxyless gRPC clients; plus the Istio CA.
+
+pub mod authz;
+pub mod manifest;
