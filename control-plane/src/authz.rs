@@ -170,17 +170,17 @@ fn rule(r: &AuthzRule, policy_ns: &str, allow: bool) -> Option<Vec<Vec<Match>>> 
     Some(clauses)
 }
 
-fn scope(ns: &str, has_selector: bool) -> PolicyScope {
-    match (has_selector, ns == ROOT_NAMESPACE) {
+fn scope(ns: &str, has_selector: bool, root: &str) -> PolicyScope {
+    match (has_selector, ns == root) {
         (true, _) => PolicyScope::WorkloadSelector,
         (false, true) => PolicyScope::Global,
         (false, false) => PolicyScope::Namespace,
     }
 }
 
-fn authorization_policy(p: &AuthorizationPolicy, out: &mut Translated) {
+fn authorization_policy(p: &AuthorizationPolicy, root: &str, out: &mut Translated) {
     let spec = &p.spec;
-    if !spec.target_refs.is_empty() || spec.target_ref.is_some() {
+    if spec.has_target_refs() {
         return;
     }
     let action = match spec.action {
@@ -201,6 +201,7 @@ fn authorization_policy(p: &AuthorizationPolicy, out: &mut Translated) {
         .collect();
     push(
         out,
+        root,
         &ns,
         &p.metadata.name,
         action,
@@ -218,6 +219,7 @@ fn authorization_policy(p: &AuthorizationPolicy, out: &mut Translated) {
 
 fn push(
     out: &mut Translated,
+    root: &str,
     ns: &str,
     name: &str,
     action: PolicyAction,
@@ -227,7 +229,7 @@ fn push(
     let policy = Authorization {
         name: name.to_owned(),
         namespace: ns.to_owned(),
-        scope: scope(ns, selector.is_some()),
+        scope: scope(ns, selector.is_some(), root),
         action,
         dry_run: false,
         rules,
@@ -239,7 +241,7 @@ fn push(
     out.policies.push(policy);
 }
 
-fn peer_authentication(p: &PeerAuthentication, out: &mut Translated) {
+fn peer_authentication(p: &PeerAuthentication, root: &str, out: &mut Translated) {
     let spec = &p.spec;
     if spec.mtls.as_ref().map(|m| m.mode) != Some(MtlsMode::Strict) {
         return;
@@ -261,13 +263,14 @@ fn peer_authentication(p: &PeerAuthentication, out: &mut Translated) {
         ..Match::default()
     };
     let selector = spec.selector.as_ref().map(|s| &s.match_labels);
-    let name = if selector.is_none() && ns == ROOT_NAMESPACE {
+    let name = if selector.is_none() && ns == root {
         "istio_converted_static_strict".to_owned()
     } else {
         format!("converted_peer_authentication_{}", p.metadata.name)
     };
     push(
         out,
+        root,
         &ns,
         &name,
         PolicyAction::Deny,
@@ -276,13 +279,19 @@ fn peer_authentication(p: &PeerAuthentication, out: &mut Translated) {
     );
 }
 
-/// Translates every security object in `objects`.
+/// Translates every security object in `objects`, with [`ROOT_NAMESPACE`] as the root namespace.
 pub fn translate(objects: &[ManifestObject]) -> Translated {
+    translate_with_root(objects, ROOT_NAMESPACE)
+}
+
+/// Translates every security object in `objects`; selector-less policies in `root_namespace` are
+/// mesh-wide.
+pub fn translate_with_root(objects: &[ManifestObject], root_namespace: &str) -> Translated {
     let mut out = Translated::default();
     for o in objects {
         match &o.object {
-            Object::AuthorizationPolicy(p) => authorization_policy(p, &mut out),
-            Object::PeerAuthentication(p) => peer_authentication(p, &mut out),
+            Object::AuthorizationPolicy(p) => authorization_policy(p, root_namespace, &mut out),
+            Object::PeerAuthentication(p) => peer_authentication(p, root_namespace, &mut out),
             _ => {}
         }
     }

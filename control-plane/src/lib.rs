@@ -2,5 +2,11 @@
 //! tunnels (`istio.workload.Address`, `istio.security.Authorization`), waypoints and Envoy
 //! (listeners, routes, clusters, endpoints) and proxyless gRPC clients; plus the Istio CA.
 
+pub mod admin;
 pub mod authz;
+pub mod ca;
 pub mod manifest;
+pub mod serve;
+pub mod source;
+pub mod translate;
+pub mod watcher;

@@ -2,7 +2,13 @@
 //!
 //! Owns parsing and per-object field checks; every error names the file, the document, the object and the field.
 //! It does not own cross-object checks (duplicates, selectors, capacity): see `plan`.
+//!
+//! Kinds: core (`types`), Istio security (`security`), Gateway API Gateway/HTTPRoute/GRPCRoute
+//! (`gateway`), Istio DestinationRule (`networking`); durations in `duration`.
 
+pub mod duration;
+pub mod gateway;
+pub mod networking;
 mod rules;
 pub mod security;
 pub mod types;
@@ -14,6 +20,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
+pub use duration::parse_duration;
+pub use gateway::{Gateway, GrpcRoute, HttpRoute};
+pub use networking::DestinationRule;
 pub use security::{AuthorizationPolicy, PeerAuthentication};
 pub use types::*;
 
@@ -86,6 +95,12 @@ pub enum Object {
     Cluster(Cluster),
     AuthorizationPolicy(AuthorizationPolicy),
     PeerAuthentication(PeerAuthentication),
+    Gateway(Gateway),
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute(HttpRoute),
+    #[serde(rename = "GRPCRoute")]
+    GrpcRoute(GrpcRoute),
+    DestinationRule(DestinationRule),
 }
 
 /// `(kind, apiVersion)` of every accepted kind.
@@ -97,6 +112,10 @@ const KINDS: &[(&str, &str)] = &[
     ("Deployment", "apps/v1"),
     ("AuthorizationPolicy", "security.istio.io/v1"),
     ("PeerAuthentication", "security.istio.io/v1"),
+    ("Gateway", "gateway.networking.k8s.io/v1"),
+    ("HTTPRoute", "gateway.networking.k8s.io/v1"),
+    ("GRPCRoute", "gateway.networking.k8s.io/v1"),
+    ("DestinationRule", "networking.istio.io/v1"),
     ("Cluster", "meshctl.dev/v1alpha1"),
 ];
 
@@ -111,6 +130,10 @@ impl Object {
             Object::Cluster(_) => "Cluster",
             Object::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Object::PeerAuthentication(_) => "PeerAuthentication",
+            Object::Gateway(_) => "Gateway",
+            Object::HttpRoute(_) => "HTTPRoute",
+            Object::GrpcRoute(_) => "GRPCRoute",
+            Object::DestinationRule(_) => "DestinationRule",
         }
     }
 
@@ -124,6 +147,10 @@ impl Object {
             Object::Cluster(o) => &o.metadata,
             Object::AuthorizationPolicy(o) => &o.metadata,
             Object::PeerAuthentication(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::GrpcRoute(o) => &o.metadata,
+            Object::DestinationRule(o) => &o.metadata,
         }
     }
 
@@ -137,6 +164,10 @@ impl Object {
             Object::Cluster(o) => &mut o.metadata,
             Object::AuthorizationPolicy(o) => &mut o.metadata,
             Object::PeerAuthentication(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
+            Object::GrpcRoute(o) => &mut o.metadata,
+            Object::DestinationRule(o) => &mut o.metadata,
         }
     }
 
@@ -237,6 +268,18 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
     Ok(())
 }
 
+/// `object` as a document [`parse_document`] reads back (with its `apiVersion`).
+pub fn to_document(object: &Object) -> serde_json::Value {
+    let mut v = serde_json::to_value(object).unwrap_or_default();
+    if let (Some(map), Some((_, api))) = (
+        v.as_object_mut(),
+        KINDS.iter().find(|(k, _)| *k == object.kind()),
+    ) {
+        map.insert("apiVersion".into(), (*api).into());
+    }
+    v
+}
+
 /// Parses every document of every file. Empty documents are skipped.
 pub fn parse_files(files: &[ManifestFile]) -> Result<Vec<ManifestObject>, ManifestError> {
     let mut out = Vec::new();
@@ -333,6 +376,10 @@ pub fn parse_document(source: Source, value: Value) -> Result<ManifestObject, Ma
             "Service" => Object::Service(typed_field(v, &source, &label)?),
             "AuthorizationPolicy" => Object::AuthorizationPolicy(typed_field(v, &source, &label)?),
             "PeerAuthentication" => Object::PeerAuthentication(typed_field(v, &source, &label)?),
+            "Gateway" => Object::Gateway(typed_field(v, &source, &label)?),
+            "HTTPRoute" => Object::HttpRoute(typed_field(v, &source, &label)?),
+            "GRPCRoute" => Object::GrpcRoute(typed_field(v, &source, &label)?),
+            "DestinationRule" => Object::DestinationRule(typed_field(v, &source, &label)?),
             _ => Object::Cluster(typed_field(v, &source, &label)?),
         })
     };

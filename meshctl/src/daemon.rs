@@ -31,7 +31,7 @@ pub struct Mesh {
     pub pods: BTreeMap<Name, RunningPod>,
     pub supervisor: Supervisor,
     /// The mesh CA (`None` only while coming up).
-    pub ca: Option<crate::mesh_ca::MeshCa>,
+    pub control_plane: Option<crate::control_plane::ControlPlane>,
 }
 
 /// Serves the control socket until the mesh is removed (or failed to come up).
@@ -196,7 +196,7 @@ impl Mesh {
             plan: Plan::default(),
             pods: BTreeMap::new(),
             supervisor: Supervisor::default(),
-            ca: None,
+            control_plane: None,
         };
         let started = mesh.start_components(&bins, timeout);
         match started.and_then(|()| mesh.converge(objects, plan, timeout)) {
@@ -215,34 +215,21 @@ impl Mesh {
         timeout: Duration,
     ) -> Result<(), Error> {
         let nodes: Vec<String> = self.cluster.nodes.iter().map(|n| n.name.clone()).collect();
-        self.ca = Some(crate::mesh_ca::start(
+        self.control_plane = Some(crate::control_plane::start(
             &self.paths,
             &nodes,
             &self.cluster.trust_domain,
+            &self.supervisor,
+            &bins.control_plane,
+            timeout,
         )?);
         node_agents::start(&self.paths, &self.cluster, &self.supervisor, bins)?;
         node_agents::wait_ready(&self.paths, &self.cluster, timeout)
     }
 
-    /// Publishes the workload configuration every ztunnel watches and the pods the CA may
-    /// issue certificates for.
+    /// Publishes the mesh to the control plane (which serves the node tunnels and the CA).
     fn publish_workloads(&self) -> Result<(), Error> {
-        if let Some(ca) = &self.ca {
-            let mut pods = ca.pods.write().unwrap_or_else(|e| e.into_inner());
-            pods.clear();
-            for p in self.pods.values() {
-                let d = &p.desired;
-                pods.insert((
-                    d.node.clone(),
-                    d.namespace.clone(),
-                    d.spec.service_account().to_owned(),
-                ));
-            }
-        }
-        let config =
-            crate::workload_api::build(&self.cluster, &self.plan, &self.pods, &self.objects);
-        let path = node_agents::workload_config_path(&self.paths);
-        crate::workload_api::write(&path, &config).map_err(|e| Error::file(&path, e))
+        crate::control_plane::publish(&self.paths, &self.objects, &self.plan, &self.pods)
     }
 
     /// Applies new or changed objects to the running mesh.
@@ -296,15 +283,6 @@ impl Mesh {
         for (key, desired) in &plan.pods {
             if self.pods.contains_key(key) {
                 continue;
-            }
-            if let Some(ca) = &self.ca {
-                // The CA may sign for this pod's identity from now on (its tunnel prefetches
-                // the certificate as soon as the pod is handed over).
-                ca.pods.write().unwrap_or_else(|e| e.into_inner()).insert((
-                    desired.node.clone(),
-                    desired.namespace.clone(),
-                    desired.spec.service_account().to_owned(),
-                ));
             }
             let no_labels = BTreeMap::new();
             let ns_labels = plan
@@ -458,7 +436,7 @@ impl Mesh {
         let mut errors = pods::delete(&self.paths, &self.supervisor, &all);
         self.supervisor
             .stop(&self.supervisor.pods(), pods::MAX_GRACE);
-        self.ca = None;
+        self.control_plane = None;
         errors.extend(topology::teardown(&self.paths, pods::MAX_GRACE));
         errors
     }

@@ -17,10 +17,10 @@ pub mod cluster;
 pub mod cmd;
 pub mod cni;
 pub mod control;
+pub mod control_plane;
 pub mod daemon;
 pub mod demo;
 pub mod error;
-pub mod mesh_ca;
 pub mod netns;
 pub mod node_agents;
 pub mod paths;
@@ -32,8 +32,7 @@ pub mod services;
 pub mod status;
 pub mod supervisor;
 pub mod topology;
-pub mod workload_api;
 
 /// Manifests are shared with the control plane, which reads the same files.
-pub use control_plane::manifest;
+pub use ::control_plane::manifest;
 pub use error::Error;

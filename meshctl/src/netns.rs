@@ -98,6 +98,10 @@ fn is_zombie(pid: Pid) -> bool {
 /// Runs `f` on a thread that has entered network namespace `name`. Sockets `f` creates belong to that namespace
 /// and may be used from any thread afterwards.
 pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<T, Error> {
+    // The empty name is the caller's own namespace.
+    if name.is_empty() {
+        return Ok(f());
+    }
     let file = File::open(path(name)).map_err(|e| Error::Netns {
         name: name.into(),
         detail: e.to_string(),

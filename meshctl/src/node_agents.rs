@@ -34,6 +34,7 @@ pub struct Binaries {
     pub ztunnel: PathBuf,
     pub cni_agent: PathBuf,
     pub istio_cni: PathBuf,
+    pub control_plane: PathBuf,
 }
 
 impl Binaries {
@@ -60,13 +61,11 @@ impl Binaries {
             ztunnel: find("ztunnel")?,
             cni_agent: find("cni-agent")?,
             istio_cni: find("istio-cni")?,
+            control_plane: find("control-plane")?,
         })
     }
 }
 
-pub fn workload_config_path(paths: &MeshPaths) -> PathBuf {
-    paths.root.join("ztunnel-config.yaml")
-}
 fn pod_meta_dir(paths: &MeshPaths, node: &str) -> PathBuf {
     paths.node_dir(node).join("pods")
 }
@@ -91,10 +90,6 @@ pub fn start(
     supervisor: &Supervisor,
     bins: &Binaries,
 ) -> Result<(), Error> {
-    let config = workload_config_path(paths);
-    if !config.exists() {
-        std::fs::write(&config, "{}\n").map_err(|e| Error::file(&config, e))?;
-    }
     for node in &cluster.nodes {
         let n = &node.name;
         for dir in [
@@ -117,15 +112,19 @@ pub fn start(
             name: ZTUNNEL.into(),
             argv: vec![s(&bins.ztunnel)],
             env: vec![
-                ("LOCAL_XDS_PATH".into(), s(&config)),
+                (
+                    "XDS_ADDRESS".into(),
+                    format!("http://127.0.0.1:{}", crate::control_plane::NODE_PORT),
+                ),
                 (
                     "CA_ADDRESS".into(),
-                    format!("http://127.0.0.1:{}", crate::mesh_ca::CA_PORT),
+                    format!("http://127.0.0.1:{}", crate::control_plane::NODE_PORT),
                 ),
                 (
                     "AUTH_TOKEN".into(),
-                    s(&crate::mesh_ca::token_path(paths, n)),
+                    s(&crate::control_plane::token_path(paths, n)),
                 ),
+                ("POD_NAME".into(), format!("ztunnel-{n}")),
                 ("INPOD_UDS".into(), s(&zds_socket(paths, n))),
                 ("NODE_NAME".into(), n.clone()),
                 ("TRUST_DOMAIN".into(), cluster.trust_domain.clone()),

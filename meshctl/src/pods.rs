@@ -232,3 +232,44 @@ pub fn ports_ready(pod: &RunningPod) -> bool {
     })
     .unwrap_or(false)
 }
+
+impl RunningPod {
+    /// The pod as the Kubernetes API would show it: spec with its node, the IP the CNI chain
+    /// gave it, Ready, and its Deployment as owner.
+    pub fn as_pod_object(&self) -> crate::manifest::Pod {
+        use crate::manifest::{ObjectMeta, OwnerReference, Pod, PodCondition, PodStatus};
+        let d = &self.desired;
+        let owner_references = d
+            .owner
+            .as_deref()
+            .and_then(|o| o.strip_prefix("Deployment "))
+            .and_then(|o| o.rsplit('/').next())
+            .map(|name| OwnerReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: name.to_owned(),
+                controller: Some(true),
+            })
+            .into_iter()
+            .collect();
+        let mut spec = d.spec.clone();
+        spec.node_name = Some(d.node.clone());
+        Pod {
+            metadata: ObjectMeta {
+                name: d.name.clone(),
+                namespace: Some(d.namespace.clone()),
+                labels: d.labels.clone(),
+                annotations: d.annotations.clone(),
+                owner_references,
+            },
+            spec,
+            status: PodStatus {
+                pod_ip: Some(self.ip),
+                conditions: vec![PodCondition {
+                    kind: "Ready".into(),
+                    status: "True".into(),
+                }],
+            },
+        }
+    }
+}

@@ -261,7 +261,12 @@ fn spawn(spec: &ContainerSpec, netns: &str) -> Result<std::process::Child, Strin
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    let guard = crate::netns::enter_on_exec(&mut cmd, netns).map_err(|e| e.to_string())?;
+    // An empty netns name means the daemon's own (root) namespace.
+    let guard = if netns.is_empty() {
+        None
+    } else {
+        Some(crate::netns::enter_on_exec(&mut cmd, netns).map_err(|e| e.to_string())?)
+    };
     // SAFETY: setsid(2) is async-signal-safe; it makes the container its own process group so it can be stopped
     // as a whole.
     unsafe {

@@ -3,6 +3,8 @@
 //!
 //! Tests need root (they create network namespaces); without it they fail with a message that says so.
 
+pub mod peers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -11,6 +11,7 @@ pub mod server;
 pub mod source;
 
 pub use resource::{Resource, Snapshot, type_url};
+pub use server::{AckEvent, AdsServer, ServeError, serve};
 pub use source::{SharedSnapshot, SnapshotSource};
 
 /// The Envoy protos this crate speaks, re-exported so users need not name `envoy-types` themselves.

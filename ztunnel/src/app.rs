@@ -30,7 +30,15 @@ pub async fn run(config: Config, logging: LogLevelControl) -> anyhow::Result<()>
 
     let store = Store::new();
     let watcher = crate::config_source::start(&config.config_source, &store)?;
-    drop(block_state);
+    let xds = match &config.config_source {
+        ConfigSource::Xds(source) => Some(crate::xds_source::client(
+            source,
+            &config.node_name,
+            &config.cluster_id,
+            &store,
+        )?),
+        _ => None,
+    };
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry, env!("CARGO_PKG_VERSION")));
@@ -70,6 +78,7 @@ pub async fn run(config: Config, logging: LogLevelControl) -> anyhow::Result<()>
         static_config: match &config.config_source {
             ConfigSource::File(p) => Some(p.display().to_string()),
             ConfigSource::Inline(_) => Some("LOCAL_XDS".to_owned()),
+            ConfigSource::Xds(_) => None,
         },
     });
 
@@ -90,6 +99,17 @@ pub async fn run(config: Config, logging: LogLevelControl) -> anyhow::Result<()>
     tasks.spawn(ready.run(shutdown_rx.clone()));
     if let Some(w) = watcher {
         tasks.spawn(w.run(shutdown_rx.clone()));
+    }
+    match xds {
+        Some((client, handle)) => {
+            tasks.spawn(client.run(shutdown_rx.clone()));
+            tasks.spawn(crate::xds_source::ready_when_synced(
+                handle,
+                block_state,
+                shutdown_rx.clone(),
+            ));
+        }
+        None => drop(block_state),
     }
     tasks.spawn(tracker.run(store.subscribe()));
     tasks.spawn(crate::inpod::zds::run(

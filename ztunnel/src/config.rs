@@ -20,9 +20,7 @@ pub enum ConfigError {
     },
     #[error("set only one of LOCAL_XDS_PATH and LOCAL_XDS")]
     BothLocalSources,
-    #[error(
-        "no configuration source: set LOCAL_XDS_PATH or LOCAL_XDS (xDS from XDS_ADDRESS is not supported yet)"
-    )]
+    #[error("no configuration source: set XDS_ADDRESS, LOCAL_XDS_PATH or LOCAL_XDS")]
     NoConfigSource,
     #[error("no certificate source: set CA_ADDRESS or FAKE_CA=true")]
     NoCertificateSource,
@@ -42,6 +40,29 @@ pub enum ConfigSource {
     File(PathBuf),
     /// `LOCAL_XDS`: inline YAML.
     Inline(String),
+    /// `XDS_ADDRESS`: delta ADS (spec §4).
+    Xds(XdsSource),
+}
+
+/// The xDS server and how to present ourselves to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsSource {
+    /// `XDS_ADDRESS` (`http://` = plaintext, allowed for loopback).
+    pub address: String,
+    /// `XDS_ROOT_CA` (default `/var/run/secrets/istio/root-cert.pem`).
+    pub root_cert: Option<PathBuf>,
+    /// `ALT_XDS_HOSTNAME`: the name to verify instead of the address's host.
+    pub alt_hostname: Option<String>,
+    /// `AUTH_TOKEN`: sent as `authorization: Bearer …`.
+    pub token_file: Option<PathBuf>,
+    /// `XDS_HEADER_<name>`.
+    pub headers: Vec<(String, String)>,
+    /// `INSTANCE_IP`, `POD_NAME`, `POD_NAMESPACE`: the node id's parts.
+    pub instance_ip: String,
+    pub pod_name: String,
+    pub pod_namespace: String,
+    /// `ISTIO_META_<name>` (prefix stripped): node metadata.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Where certificates come from.
@@ -155,6 +176,31 @@ fn worker_threads(env: &Env) -> Result<usize, ConfigError> {
     Ok(n)
 }
 
+fn prefixed(env: &Env, prefix: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = env
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+        .collect();
+    v.sort();
+    v
+}
+
+fn xds_source(env: &Env, address: &str) -> XdsSource {
+    XdsSource {
+        address: address.to_owned(),
+        root_cert: get(env, "XDS_ROOT_CA").map(PathBuf::from),
+        alt_hostname: get(env, "ALT_XDS_HOSTNAME").map(str::to_owned),
+        token_file: get(env, "AUTH_TOKEN").map(PathBuf::from),
+        headers: prefixed(env, "XDS_HEADER_"),
+        instance_ip: get(env, "INSTANCE_IP").unwrap_or("127.0.0.1").to_owned(),
+        pod_name: get(env, "POD_NAME").unwrap_or("ztunnel").to_owned(),
+        pod_namespace: get(env, "POD_NAMESPACE")
+            .unwrap_or("istio-system")
+            .to_owned(),
+        metadata: prefixed(env, "ISTIO_META_"),
+    }
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -167,7 +213,10 @@ impl Config {
             (Some(_), Some(_)) => return Err(ConfigError::BothLocalSources),
             (Some(p), None) => ConfigSource::File(p.into()),
             (None, Some(y)) => ConfigSource::Inline(y.to_owned()),
-            (None, None) => return Err(ConfigError::NoConfigSource),
+            (None, None) => match get(env, "XDS_ADDRESS") {
+                Some(address) => ConfigSource::Xds(xds_source(env, address)),
+                None => return Err(ConfigError::NoConfigSource),
+            },
         };
         let ca = if parse(env, "FAKE_CA", false)? {
             CaSource::Fake
@@ -242,6 +291,7 @@ impl Config {
             "configSource": match &self.config_source {
                 ConfigSource::File(p) => format!("file:{}", p.display()),
                 ConfigSource::Inline(_) => "inline".to_owned(),
+                ConfigSource::Xds(x) => format!("xds:{}", x.address),
             },
             "caAddress": match &self.ca {
                 CaSource::Remote { address, .. } => address.clone(),

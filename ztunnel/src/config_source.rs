@@ -1,6 +1,6 @@
 //! Feeds the store from the local configuration (spec §11): inline YAML once, or a file that
 //! is re-read whenever it changes (polled every 250 ms). A bad file is logged and the last good
-//! configuration stays in force. xDS will be a second source of the same store.
+//! configuration stays in force. xDS (`XDS_ADDRESS`) is the other source: see `xds_source`.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -28,6 +28,7 @@ pub fn start(
             apply(store, LocalConfig::from_yaml(yaml, "LOCAL_XDS")?);
             Ok(None)
         }
+        ConfigSource::Xds(_) => Ok(None),
         ConfigSource::File(path) => {
             let stamp = stamp(path);
             apply(store, local_config::load(path)?);

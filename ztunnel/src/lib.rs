@@ -12,3 +12,4 @@ pub mod model;
 pub mod proxy;
 pub mod state;
 pub mod telemetry;
+pub mod xds_source;

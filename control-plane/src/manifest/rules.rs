@@ -1,4 +1,8 @@
 //! Per-object rules Kubernetes would enforce at admission: names, required lists, field values.
+//! Gateway API kinds are checked in `rules/gateway.rs`, DestinationRules in `rules/networking.rs`.
+
+mod gateway;
+mod networking;
 
 use super::{Container, MAX_NODES, ManifestError, ManifestObject, Object, PodSpec, Service};
 
@@ -53,6 +57,10 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
         Object::Service(svc) => check_service(obj, svc),
         Object::Cluster(c) => check_cluster(obj, &c.spec),
         Object::AuthorizationPolicy(p) => check_authorization_policy(obj, &p.spec),
+        Object::Gateway(g) => gateway::check_gateway(obj, g),
+        Object::HttpRoute(r) => gateway::check_http_route(obj, r),
+        Object::GrpcRoute(r) => gateway::check_grpc_route(obj, r),
+        Object::DestinationRule(d) => networking::check_destination_rule(obj, d),
         Object::PeerAuthentication(_) | Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
     }
 }
@@ -68,6 +76,32 @@ fn check_authorization_policy(
             "spec.action",
             "AUDIT and CUSTOM are not supported by the node tunnel; use ALLOW or DENY",
         ));
+    }
+    let refs = spec
+        .target_ref
+        .iter()
+        .map(|r| ("spec.targetRef".to_string(), r))
+        .chain(
+            spec.target_refs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
+        );
+    for (at, r) in refs {
+        if !matches!(r.kind.as_str(), "Gateway" | "Service") {
+            return Err(ManifestError::at(
+                obj,
+                &format!("{at}.kind"),
+                format!("{:?} is not supported; use Gateway or Service", r.kind),
+            ));
+        }
+        if spec.selector.is_some() {
+            return Err(ManifestError::at(
+                obj,
+                "spec.selector",
+                "cannot be combined with targetRefs",
+            ));
+        }
     }
     for (i, rule) in spec.rules.iter().enumerate() {
         for (j, to) in rule.to.iter().enumerate() {

@@ -19,11 +19,12 @@ pub struct AuthorizationPolicy {
 pub struct AuthorizationPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<WorkloadSelector>,
-    /// Waypoint-only policies (never sent to node tunnels).
+    /// Waypoint-only policies (never sent to node tunnels): kind `Gateway` or `Service`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_refs: Vec<serde_json::Value>,
+    pub target_refs: Vec<PolicyTargetRef>,
+    /// The older single-target form of `targetRefs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_ref: Option<serde_json::Value>,
+    pub target_ref: Option<PolicyTargetRef>,
     #[serde(default)]
     pub action: AuthzAction,
     /// `None` = no `rules` key (ALLOW: deny all); `Some([])` likewise; `[{}]` = allow all.
@@ -31,6 +32,27 @@ pub struct AuthorizationPolicySpec {
     pub rules: Vec<AuthzRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<serde_json::Value>,
+}
+
+impl AuthorizationPolicySpec {
+    /// `targetRef` and every `targetRefs` entry.
+    pub fn all_target_refs(&self) -> impl Iterator<Item = &PolicyTargetRef> {
+        self.target_ref.iter().chain(&self.target_refs)
+    }
+
+    /// Whether the policy is for waypoints (it names targets) rather than node tunnels.
+    pub fn has_target_refs(&self) -> bool {
+        self.target_ref.is_some() || !self.target_refs.is_empty()
+    }
+}
+
+/// What a waypoint policy attaches to (in the policy's namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyTargetRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -159,7 +159,7 @@ fn xservice() -> xds::Service {
 }
 
 fn xservice_full() -> xds::Service {
-    use xds::load_balancing::{HealthPolicy, Mode, Scope};
+    use self::xds::load_balancing::{HealthPolicy, Mode, Scope};
     xds::Service {
         addresses: vec![
             xds::NetworkAddress {

@@ -1,0 +1,231 @@
+//! The mesh CA as the control plane serves it: the Istio CA API (`hbone`'s `CaService`) over a
+//! root kept in `--ca-dir` (made on first start, reused after a restart so certificates already
+//! issued stay valid), plus the control plane's own TLS serving certificate under that root.
+//!
+//! Callers authenticate with a bearer token listed in `--ca-tokens` (JSON `{"<token>": "<node>"}`,
+//! re-read when it changes); a token binds its caller to that node as `istio-system/ztunnel`, which
+//! may impersonate only service accounts of pods the manifests place on that node (spec §6).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hbone::Identity;
+use hbone::ca::{
+    BoxFuture, CaService, CaServiceConfig, Caller, CallerAuthenticator, NodeAuthorizer, Signer,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+};
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+/// The node tunnels' identity.
+pub const ZTUNNEL_NS: &str = "istio-system";
+pub const ZTUNNEL_SA: &str = "ztunnel";
+const ROOT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86400);
+
+/// Why the CA could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CaSetupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("CA material in {dir}: {reason}")]
+    Material { dir: String, reason: String },
+}
+
+/// `(node, namespace, service account)` of every pod the manifests place on a node.
+pub type PodsOnNodes = Arc<RwLock<BTreeSet<(String, String, String)>>>;
+
+/// The root's PEM certificate and key.
+#[derive(Clone)]
+pub struct Root {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root").finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaSetupError + '_ {
+    move |source| CaSetupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), CaSetupError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Loads `root-cert.pem`/`root-key.pem` from `dir`, or makes and stores a new root.
+pub fn load_or_create_root(dir: &Path, trust_domain: &str) -> Result<Root, CaSetupError> {
+    let cert_path = dir.join("root-cert.pem");
+    let key_path = dir.join("root-key.pem");
+    if cert_path.exists() && key_path.exists() {
+        return Ok(Root {
+            cert_pem: std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?,
+            key_pem: std::fs::read_to_string(&key_path).map_err(io(&key_path))?,
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let bad = |e: rcgen::Error| CaSetupError::Material {
+        dir: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(bad)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, trust_domain);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "mesh control plane root CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_after = (std::time::SystemTime::now() + ROOT_VALIDITY).into();
+    let cert = params.self_signed(&key).map_err(bad)?;
+    let root = Root {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    };
+    write_private(&key_path, &root.key_pem)?;
+    write_private(&cert_path, &root.cert_pem)?;
+    Ok(root)
+}
+
+/// A serving certificate under `root` for `dns_names` and `ips`: `(cert chain PEM, key PEM)`.
+pub fn serving_certificate(
+    root: &Root,
+    dns_names: &[String],
+    ips: &[std::net::IpAddr],
+) -> Result<(String, String), CaSetupError> {
+    let bad = |e: rcgen::Error| CaSetupError::Material {
+        dir: "(serving certificate)".into(),
+        reason: e.to_string(),
+    };
+    let issuer_key = KeyPair::from_pem(&root.key_pem).map_err(bad)?;
+    let issuer = Issuer::from_ca_cert_pem(&root.cert_pem, issuer_key).map_err(bad)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(bad)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = dns_names
+        .iter()
+        .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
+        .chain(ips.iter().map(|ip| SanType::IpAddress(*ip)))
+        .collect();
+    params.not_after = (std::time::SystemTime::now() + Duration::from_secs(365 * 86400)).into();
+    let cert = params.signed_by(&key, &issuer).map_err(bad)?;
+    Ok((cert.pem() + &root.cert_pem, key.serialize_pem()))
+}
+
+/// Node tokens from `--ca-tokens`.
+pub struct Tokens {
+    path: Option<PathBuf>,
+    trust_domain: String,
+}
+
+impl Tokens {
+    fn node_of(&self, token: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.path.as_ref()?).ok()?;
+        let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
+        map.get(token).cloned()
+    }
+}
+
+impl CallerAuthenticator for Tokens {
+    fn authenticate<'a>(
+        &'a self,
+        metadata: &'a MetadataMap,
+    ) -> BoxFuture<'a, Result<Caller, Status>> {
+        Box::pin(async move {
+            let token = metadata
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+            let node = self
+                .node_of(token.trim())
+                .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+            let identity = Identity::new(&self.trust_domain, ZTUNNEL_NS, ZTUNNEL_SA)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok(Caller {
+                identity,
+                node: Some(node),
+            })
+        })
+    }
+}
+
+/// Which node runs which service accounts, from the manifests.
+pub struct Pods(PodsOnNodes);
+
+impl NodeAuthorizer for Pods {
+    fn node_may_obtain<'a>(&'a self, node: &'a str, identity: &'a Identity) -> BoxFuture<'a, bool> {
+        let ok = self.0.read().unwrap_or_else(|e| e.into_inner()).contains(&(
+            node.to_owned(),
+            identity.namespace().to_owned(),
+            identity.service_account().to_owned(),
+        ));
+        Box::pin(async move { ok })
+    }
+}
+
+/// The CA gRPC service type.
+pub type CaServer =
+    proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer<
+        CaService<Tokens, Pods>,
+    >;
+
+/// The CA gRPC service, checking impersonation against `pods`.
+pub fn service(
+    root: &Root,
+    tokens: Option<PathBuf>,
+    trust_domain: &str,
+    pods: PodsOnNodes,
+) -> Result<CaServer, CaSetupError> {
+    let signer = Signer::from_pem(
+        &root.cert_pem,
+        &root.key_pem,
+        Vec::new(),
+        root.cert_pem.clone(),
+        ROOT_VALIDITY,
+    )
+    .map_err(|e| CaSetupError::Material {
+        dir: "(root)".into(),
+        reason: e.to_string(),
+    })?;
+    let service = CaService::new(
+        Arc::new(signer),
+        Tokens {
+            path: tokens,
+            trust_domain: trust_domain.to_owned(),
+        },
+        Pods(pods),
+        CaServiceConfig {
+            trusted_node_accounts: vec![(ZTUNNEL_NS.into(), ZTUNNEL_SA.into())],
+            default_validity: Duration::from_secs(24 * 3600),
+        },
+    );
+    Ok(CaServer::new(service))
+}

@@ -1,0 +1,119 @@
+//! One waypoint Gateway → its Envoy snapshot: for the Services that use it (spec §12), a socket
+//! listener per distinct TCP service port, a RouteConfiguration per port with a virtual host per
+//! Service, and the EDS clusters (plus endpoints) the routes reach.
+//!
+//! * Listener name `0.0.0.0_<port>` (a stable key, whatever it binds); it binds the Gateway's
+//!   first `IPAddress` address, else `0.0.0.0`. Its one filter chain is an HTTP connection
+//!   manager with RDS route config `"<port>"`, RBAC filters for L7 AuthorizationPolicies
+//!   (`waypoint/rbac.rs`) and the router last.
+//! * Virtual host `<hostname>:<port>`, domains (lower-case): hostname, `<name>.<ns>.svc`,
+//!   `<name>.<ns>`, `<name>` and the VIP, each bare and with `:<port>`. A domain already taken by
+//!   an earlier Service (in `namespace/name` order) is left out, as Envoy rejects duplicates.
+
+mod listener;
+mod rbac;
+mod rbac_rules;
+
+use std::collections::{BTreeSet, HashMap};
+
+use xds::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use xds::{Snapshot, type_url};
+
+use super::canonical;
+use super::clusters;
+use super::mesh::{Mesh, ServiceView, WaypointRef, WaypointView, tcp_ports};
+use super::routes::{self, Client};
+
+/// The address a waypoint's listeners bind: the Gateway's first IP address, else `0.0.0.0`.
+fn bind_address(gw: &WaypointView<'_>) -> String {
+    gw.gateway
+        .spec
+        .addresses
+        .iter()
+        .find(|a| matches!(a.kind.as_deref(), None | Some("IPAddress")))
+        .map_or_else(|| "0.0.0.0".to_owned(), |a| a.value.clone())
+}
+
+/// The Host/`:authority` values that reach `svc` on `port`.
+pub(super) fn domains(svc: &ServiceView<'_>, port: u16) -> Vec<String> {
+    let mut names = vec![
+        svc.hostname.clone(),
+        format!("{}.{}.svc", svc.name, svc.namespace),
+        format!("{}.{}", svc.name, svc.namespace),
+        svc.name.clone(),
+    ];
+    if let Some(vip) = svc.vip {
+        names.push(vip.to_string());
+    }
+    names
+        .into_iter()
+        .flat_map(|n| {
+            let n = n.to_ascii_lowercase();
+            [format!("{n}:{port}"), n]
+        })
+        .collect()
+}
+
+pub(super) fn snapshot(mesh: &Mesh<'_>, gw: &WaypointView<'_>) -> Snapshot {
+    let me = WaypointRef {
+        namespace: gw.namespace.clone(),
+        name: gw.name.clone(),
+    };
+    let services: Vec<&ServiceView<'_>> = mesh
+        .services
+        .iter()
+        .filter(|s| s.waypoint.as_ref() == Some(&me))
+        .collect();
+    let ports: BTreeSet<u16> = services
+        .iter()
+        .flat_map(|s| tcp_ports(s).map(|p| p.port))
+        .collect();
+    let policies = rbac::Policies::for_waypoint(mesh, &me);
+    let bind = bind_address(gw);
+    let mut snap = Snapshot::new();
+    snap.declare(type_url::LISTENER);
+    snap.declare(type_url::ROUTE);
+    let mut cluster_keys = BTreeSet::new();
+    for port in ports {
+        let on_port: Vec<&ServiceView<'_>> = services
+            .iter()
+            .copied()
+            .filter(|s| tcp_ports(s).any(|p| p.port == port))
+            .collect();
+        let l = listener::listener(&bind, port, rbac::http_filters(&policies, &on_port));
+        snap.add(type_url::LISTENER, l.name.clone(), &l);
+        let mut taken = BTreeSet::new();
+        let mut virtual_hosts = Vec::new();
+        for svc in on_port {
+            let table = routes::table(mesh, svc, port, Client::Envoy);
+            cluster_keys.extend(table.clusters);
+            let domains: Vec<String> = domains(svc, port)
+                .into_iter()
+                .filter(|d| taken.insert(d.clone()))
+                .collect();
+            virtual_hosts.push(VirtualHost {
+                name: format!("{}:{port}", svc.hostname),
+                domains,
+                routes: table.routes,
+                typed_per_filter_config: rbac::per_service(&policies, svc)
+                    .into_iter()
+                    .collect::<HashMap<_, _>>(),
+                ..VirtualHost::default()
+            });
+        }
+        let name = port.to_string();
+        let rc = RouteConfiguration {
+            name: name.clone(),
+            virtual_hosts,
+            ..RouteConfiguration::default()
+        };
+        snap.add(type_url::ROUTE, name, &canonical::route_configuration(&rc));
+    }
+    clusters::add(mesh, &cluster_keys, &mut snap);
+    snap
+}
+
+#[cfg(test)]
+mod envoy_check;
+#[cfg(test)]
+mod tests;
