@@ -189,6 +189,45 @@ pub fn start(
     Ok(cp)
 }
 
+impl ControlPlane {
+    /// Health for `meshctl status`: running, serving, and the last manifest generation accepted
+    /// (an error there means the previous generation is still served).
+    pub fn status(&self, supervisor: &Supervisor) -> crate::status::ComponentStatus {
+        let running = supervisor
+            .statuses(&(
+                crate::node_agents::SYSTEM_NAMESPACE.into(),
+                COMPONENT.into(),
+            ))
+            .is_some_and(|st| crate::supervisor::phase(&st) == "Running");
+        let state = status(self.admin);
+        let healthy = running
+            && state
+                .as_ref()
+                .is_some_and(|s| s["error"].is_null() && s["generation"].as_u64().unwrap_or(0) > 0);
+        crate::status::ComponentStatus {
+            name: COMPONENT.into(),
+            kind: COMPONENT.into(),
+            node: None,
+            healthy,
+            admin_address: Some(self.admin.to_string()),
+            metrics_address: Some(self.admin.to_string()),
+        }
+    }
+}
+
+/// Checks that the control plane accepts `objects` (the same translation it runs), so a bad
+/// manifest is refused by `meshctl apply` with the control plane's error, naming the object and
+/// field, before anything changes.
+pub fn validate(objects: &[ManifestObject], trust_domain: &str) -> Result<(), Error> {
+    let options = ::control_plane::translate::Options {
+        trust_domain: trust_domain.to_owned(),
+        ..Default::default()
+    };
+    ::control_plane::translate::translate(objects, &options)
+        .map(|_| ())
+        .map_err(Error::from)
+}
+
 /// Waits for `/ready` (first manifest generation served).
 fn wait_serving(paths: &MeshPaths, admin: SocketAddr, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;

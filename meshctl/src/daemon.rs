@@ -187,6 +187,7 @@ impl Mesh {
     ) -> Result<Mesh, Error> {
         let incoming = manifest::parse_files(files)?;
         let (objects, plan) = plan::build(&cluster, &[], &incoming, &Existing::default())?;
+        crate::control_plane::validate(&objects, &cluster.trust_domain)?;
         let bins = node_agents::Binaries::locate()?;
         topology::create(&paths, &cluster)?;
         let mut mesh = Mesh {
@@ -254,6 +255,7 @@ impl Mesh {
                 .collect(),
         };
         let (objects, plan) = plan::build(&self.cluster, &self.objects, &incoming, &existing)?;
+        crate::control_plane::validate(&objects, &self.cluster.trust_domain)?;
         self.converge(objects, plan, timeout)
     }
 

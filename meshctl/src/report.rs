@@ -129,6 +129,17 @@ pub fn build(mesh: &Mesh) -> StatusReport {
         pods,
         services,
         waypoints: Vec::new(),
-        components: crate::node_agents::statuses(&mesh.paths, &mesh.cluster, &mesh.supervisor),
+        components: {
+            let mut c = Vec::new();
+            if let Some(cp) = &mesh.control_plane {
+                c.push(cp.status(&mesh.supervisor));
+            }
+            c.extend(crate::node_agents::statuses(
+                &mesh.paths,
+                &mesh.cluster,
+                &mesh.supervisor,
+            ));
+            c
+        },
     }
 }

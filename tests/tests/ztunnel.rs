@@ -667,3 +667,150 @@ fn restarting_a_ztunnel_replays_its_pods_and_leaves_other_nodes_alone() {
         "node2's connection was disturbed: {out}"
     );
 }
+
+/// `/debug/adsz` of the mesh's control plane (its admin address from `meshctl status`).
+fn adsz(mesh: &TestMesh) -> Value {
+    let status = mesh.status();
+    let cp = find(&status["components"], |c| c["kind"] == "control-plane")
+        .expect("control plane listed in status");
+    let admin = cp["adminAddress"].as_str().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-m", "3", &format!("http://{admin}/debug/adsz")])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Node-tunnel delta streams in an adsz dump: node id → per-type state.
+fn ztunnel_streams(dump: &Value) -> Vec<(String, Value)> {
+    dump["clients"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| {
+            c["node_id"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("ztunnel~"))
+        })
+        .map(|c| {
+            assert_eq!(c["stream"], "delta", "node tunnels use delta ADS: {c}");
+            (
+                c["node_id"].as_str().unwrap().to_owned(),
+                c["types"].clone(),
+            )
+        })
+        .collect()
+}
+
+const ADDRESS: &str = "type.googleapis.com/istio.workload.Address";
+const AUTHZ: &str = "type.googleapis.com/istio.security.Authorization";
+
+#[test]
+fn node_tunnels_follow_the_control_plane_over_delta_ads_and_outlive_its_restart() {
+    let (mesh, ips, _) = up("cprestart");
+    // Both node tunnels hold a delta stream with both types ACKed.
+    let streams = ztunnel_streams(&adsz(&mesh));
+    assert_eq!(streams.len(), 2, "one stream per node: {streams:?}");
+    for (node, types) in &streams {
+        for t in [ADDRESS, AUTHZ] {
+            assert!(
+                types[t]["last_acked_version"].is_string() && types[t]["wildcard"] == true,
+                "{node} {t}: {}",
+                types[t]
+            );
+        }
+        assert!(types[ADDRESS]["resources"].as_u64().unwrap() > 5, "{types}");
+    }
+    // Kill the control plane: traffic keeps flowing on what the tunnels hold (configuration and
+    // certificates, which a first request has made them fetch).
+    let url = format!("http://{}:8080/", ips.of("server2"));
+    get(&mesh, "mesh/client-a", &url).expect("traffic before the restart");
+    let marker = format!("{}/control-plane/manifests", mesh.name);
+    let old = tests::processes_with(&marker);
+    assert_eq!(old.len(), 1, "one control plane: {old:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let body =
+            get(&mesh, "mesh/client-a", &url).expect("traffic while the control plane is down");
+        assert_eq!(
+            body.trim(),
+            format!("server2 saw {} on 8080", ips.of("client-a"))
+        );
+    }
+    // The supervisor brings it back; the tunnels reconnect carrying what they hold.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = tests::processes_with(&marker);
+        let streams = if now.len() == 1 && now != old {
+            ztunnel_streams(&adsz(&mesh))
+        } else {
+            vec![]
+        };
+        let resumed = streams.len() == 2
+            && streams.iter().all(|(_, t)| {
+                t[ADDRESS]["initial_resource_versions"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    > 5
+                    && t[ADDRESS]["last_acked_version"].is_string()
+                    && t[AUTHZ]["last_acked_version"].is_string()
+            });
+        if resumed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tunnels did not resume with initial_resource_versions: pids {now:?}, {streams:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // And changes flow again over the new streams: a DENY for client-a reaches node2.
+    policy(
+        &mesh,
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-a, namespace: mesh}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: ["cluster.local/ns/mesh/sa/client-a"]}}]}]
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(&mesh, "mesh/client-a", &url).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the DENY never took effect after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A manifest the control plane cannot translate is refused by `meshctl apply`, naming the
+    // object and the field, and nothing changes.
+    let bad = mesh.manifest(
+        "bad-route.yaml",
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: server, port: 8080}]
+  rules: [{backendRefs: [{name: server, port: 8080, weight: -1}]}]
+"#,
+    );
+    let out = mesh.meshctl(&["apply", "-f", tests::path_str(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad route was accepted");
+    assert!(
+        err.contains("HTTPRoute mesh/broken") && err.contains("weight"),
+        "the error names the object and field: {err}"
+    );
+    let status = mesh.status();
+    let cp = find(&status["components"], |c| c["kind"] == "control-plane").unwrap();
+    assert_eq!(
+        cp["healthy"], true,
+        "the control plane still serves the last good config: {cp}"
+    );
+}
