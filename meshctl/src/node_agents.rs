@@ -1,6 +1,6 @@
 //! The mesh's per-node components, run the way the DaemonSets run them: in each node's netns,
-//! a `ztunnel` (in-pod mode, configured from the mesh's workload file, certificates from the
-//! mesh CA) and a `cni-agent` (installs the `istio-cni` plugin into the node's CNI config,
+//! a `ztunnel` (in-pod mode, workloads over delta ADS and certificates from the control plane
+//! at 127.0.0.1:15012) and a `cni-agent` (installs the `istio-cni` plugin into the node's CNI config,
 //! redirects enrolled pods, hands them to ztunnel over ZDS).
 //!
 //! Owns their command lines and environment, the per-node files they share with meshctl (the
