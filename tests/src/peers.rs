@@ -307,12 +307,13 @@ pub struct ControlPlaneProc {
 }
 
 impl ControlPlaneProc {
-    /// Starts the control plane on `manifests`, with its CA and log under `work`, and waits (bounded) for `/ready`.
+    /// Starts the control plane on `manifests`, with its CA and log under `work`, and waits (bounded) until it
+    /// serves the first manifest generation (`/ready`). Fails the test if it rejects the manifests.
     pub fn start(manifests: &Path, work: &Path) -> ControlPlaneProc {
         let bin = control_plane_bin();
         let ca_dir = work.join("ca");
-        let mut last_err = String::new();
-        // A port picked free can be taken before the control plane binds it: try a few times.
+        let mut exits = Vec::new();
+        // A port picked free can be taken before the control plane binds it: try again if it exits at once.
         for attempt in 0..3 {
             let (grpc_port, admin_port) = (free_port(), free_port());
             let mut cmd = Command::new(&bin);
@@ -331,29 +332,44 @@ impl ControlPlaneProc {
                 grpc_port,
                 admin_port,
             };
-            match cp.wait_ready(Duration::from_secs(20)) {
-                Ok(()) => return cp,
-                Err(e) => last_err = format!("{e:#}\nstderr:\n{}", cp.proc.stderr()),
+            if cp.wait_ready(Duration::from_secs(20)) {
+                return cp;
             }
+            exits.push(cp.proc.stderr());
         }
-        panic!("the control plane did not become ready: {last_err}")
+        panic!(
+            "the control plane exited at start three times; its stderr:\n{}",
+            exits.join("\n---\n")
+        )
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    /// `true` once `/ready`; `false` if the process exited; fails the test if the manifests are rejected or it is
+    /// not ready in time.
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
             if !self.proc.is_running() {
-                bail!("the control plane exited");
+                return false;
             }
             match http_get(self.admin_port, "/ready", Duration::from_secs(2)) {
-                Ok((200, _)) => return Ok(()),
-                Ok((code, body)) => last = format!("/ready: {code} {body}"),
+                Ok((200, _)) => return true,
+                Ok((code, body)) => {
+                    last = format!("/ready: {code} {body}");
+                    let st = self.status();
+                    assert!(
+                        st["error"].is_null(),
+                        "the control plane rejected the manifests: {st:#}"
+                    );
+                }
                 Err(e) => last = format!("{e:#}"),
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("not ready within {timeout:?}: {last}")
+        panic!(
+            "the control plane was not ready within {timeout:?}: {last}\nstderr:\n{}",
+            self.proc.stderr()
+        )
     }
 
     /// GET an admin path that answers JSON.

@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -255,7 +255,7 @@ impl Mesh {
 }
 
 /// Starts a real grpcio echo server answering with `name`; returns it and its port.
-fn backend(python: &PathBuf, name: &str, work: &TempDir) -> (Proc, u16) {
+fn backend(python: &Path, name: &str, work: &TempDir) -> (Proc, u16) {
     let mut cmd = Command::new(python);
     cmd.arg("-u")
         .arg(peer_script("grpc_echo.py"))
@@ -346,12 +346,13 @@ impl Client {
     fn round_ok(&mut self, n: u32, mesh: &Mesh) -> Round {
         let r = self.round(n);
         if !r.errors.is_empty() {
+            let adsz = mesh.cp.adsz();
             panic!(
-                "{}: calls to {} failed ({}): {r:?}\nadsz: {:#}\nclient stderr:\n{}\ncontrol plane stderr:\n{}",
+                "{}: calls to {} failed ({}): {r:?}\nNACKs: {:#?}\nadsz: {adsz:#}\nclient stderr:\n{}\ncontrol plane stderr:\n{}",
                 self.node_id,
                 target(),
                 r.first_error.as_deref().unwrap_or_default(),
-                mesh.cp.adsz(),
+                nacks(&adsz, &self.node_id),
                 self.proc.stderr(),
                 mesh.cp.proc.stderr()
             );
@@ -395,6 +396,22 @@ fn assert_split(r: &Round, lo: f64, hi: f64, who: &str) {
         (lo..=hi).contains(&share),
         "{who}: v1 share {share:.2} is outside [{lo}, {hi}]: {r:?}"
     );
+}
+
+/// `type URL: message` of every NACK `/debug/adsz` holds for `node_id`: why a client rejected our config.
+fn nacks(adsz: &Value, node_id: &str) -> Vec<String> {
+    let clients = adsz["clients"].as_array().cloned().unwrap_or_default();
+    clients
+        .iter()
+        .filter(|c| c["node_id"] == node_id)
+        .filter_map(|c| c["types"].as_object())
+        .flat_map(|types| {
+            types.iter().filter_map(|(url, t)| {
+                let msg = t["last_nack"]["message"].as_str()?;
+                Some(format!("{url}: {msg}"))
+            })
+        })
+        .collect()
 }
 
 /// Names the client subscribed to for a type, per `/debug/adsz`.
@@ -453,6 +470,7 @@ fn python_grpcio_resolves_xds_targets_and_follows_a_weighted_split() {
     // 80/20: 200 calls. The parent Service alone would split 50/50, so the share proves the route applies.
     let r = client.round_ok(200, &mesh);
     assert_split(&r, 0.65, 0.92, "python 80/20");
+    eprintln!("python 80/20: {:?}", r.counts);
     let entry = mesh.wait_acked(node);
     assert_subscriptions(&entry);
     let route_version = entry["types"][ROUTE]["last_acked_version"].clone();
@@ -489,6 +507,7 @@ fn grpc_js_resolves_xds_targets_and_follows_a_weighted_split() {
 
     let r = client.round_ok(200, &mesh);
     assert_split(&r, 0.35, 0.65, "grpc-js 50/50");
+    eprintln!("grpc-js 50/50: {:?}", r.counts);
     let entry = mesh.wait_acked(node);
     assert_subscriptions(&entry);
     let route_version = entry["types"][ROUTE]["last_acked_version"].clone();

@@ -117,6 +117,8 @@ pub(super) fn load_assignment(mesh: &Mesh<'_>, key: ClusterKey) -> ClusterLoadAs
         cluster_name: key.name(mesh),
         endpoints: vec![LocalityLbEndpoints {
             lb_endpoints,
+            // gRPC clients reject a locality group without a locality (it may be empty).
+            locality: Some(xds::pb::envoy::config::core::v3::Locality::default()),
             load_balancing_weight: Some(u32v(1)),
             ..LocalityLbEndpoints::default()
         }],

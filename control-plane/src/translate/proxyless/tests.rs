@@ -71,7 +71,8 @@ fn clusters_are_eds_over_ads_with_weighted_localities() {
         assert!(
             cla.endpoints
                 .iter()
-                .all(|l| l.load_balancing_weight.is_some())
+                .all(|l| l.load_balancing_weight.is_some() && l.locality.is_some()),
+            "gRPC clients need a weighted locality: {cla:?}"
         );
     }
     let cla: ClusterLoadAssignment = decode(
