@@ -165,10 +165,23 @@ fn meshed_traffic_crosses_both_tunnels_over_hbone_and_is_never_plaintext_on_the_
         ])
         .arg(&pcap)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Send nothing before tcpdump says it listens (a fixed sleep lost the start on a loaded machine).
+    let stderr = capture.stderr.take().unwrap();
+    let (listening_tx, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = listening_tx.send(());
+            }
+        }
+    });
+    listening
+        .recv_timeout(Duration::from_secs(15))
+        .expect("tcpdump started listening on the underlay");
 
     // Pod → pod, same node and across nodes: the app sees the client pod's own IP.
     for server in ["server1", "server2"] {
