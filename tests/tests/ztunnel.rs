@@ -173,7 +173,10 @@ fn meshed_traffic_crosses_both_tunnels_over_hbone_and_is_never_plaintext_on_the_
     let (listening_tx, listening) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.contains("listening on") {
                 let _ = listening_tx.send(());
             }
