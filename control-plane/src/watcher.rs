@@ -104,7 +104,14 @@ pub async fn run(
         if last.as_ref() != Some(&now) {
             last = Some(now);
             let started = Instant::now();
-            match load(&dir, &options) {
+            // Reading and translating is CPU work: off the async workers, which keep serving xDS.
+            let loaded = {
+                let (dir, options) = (dir.clone(), options.clone());
+                tokio::task::spawn_blocking(move || load(&dir, &options))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("translation task failed: {e}")))
+            };
+            match loaded {
                 Ok((objects, translation)) => {
                     let summary = serde_json::to_value(&translation.summary).unwrap_or_default();
                     *pods.write().unwrap_or_else(|e| e.into_inner()) = pods_on_nodes(&objects);

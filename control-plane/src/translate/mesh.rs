@@ -428,13 +428,16 @@ impl<'a> Mesh<'a> {
         &'m self,
         svc: &'m ServiceView<'_>,
     ) -> impl Iterator<Item = &'m PodView<'a>> + 'm {
-        self.pods.iter().filter(move |p| {
-            p.namespace == svc.namespace
-                && svc
-                    .selector
-                    .as_ref()
-                    .is_some_and(|sel| sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
-        })
+        self.pods.iter().filter(move |p| Self::selects(svc, p))
+    }
+
+    /// Whether `svc` selects `pod` (same namespace, every selector label matches).
+    pub(super) fn selects(svc: &ServiceView<'_>, pod: &PodView<'_>) -> bool {
+        pod.namespace == svc.namespace
+            && svc
+                .selector
+                .as_ref()
+                .is_some_and(|sel| sel.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
     }
 }
 

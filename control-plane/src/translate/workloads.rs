@@ -118,7 +118,8 @@ fn workload(mesh: &Mesh<'_>, pod: &PodView<'_>, policies: &Translated) -> xw::Wo
     let hbone = native || mesh.ambient(pod);
     let mut services = HashMap::new();
     for svc in &mesh.services {
-        if !mesh.selected(svc).any(|p| std::ptr::eq(p, pod)) {
+        // Per pair, not by scanning the mesh's pods (that made 10,000 pods take 13 s).
+        if !Mesh::selects(svc, pod) {
             continue;
         }
         let ports = svc
