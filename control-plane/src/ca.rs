@@ -62,7 +62,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaSetupError + '_ {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), CaSetupError> {
+/// Writes `text` to `path` with mode 0600, atomically (temporary file, then rename). Used for
+/// keys and tokens, here and by the local mesh.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -71,10 +73,9 @@ fn write_private(path: &Path, text: &str) -> Result<(), CaSetupError> {
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Loads `root-cert.pem`/`root-key.pem` from `dir`, or makes and stores a new root.
@@ -109,8 +110,8 @@ pub fn load_or_create_root(dir: &Path, trust_domain: &str) -> Result<Root, CaSet
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     };
-    write_private(&key_path, &root.key_pem)?;
-    write_private(&cert_path, &root.cert_pem)?;
+    write_private(&key_path, &root.key_pem).map_err(io(&key_path))?;
+    write_private(&cert_path, &root.cert_pem).map_err(io(&cert_path))?;
     Ok(root)
 }
 

@@ -53,17 +53,7 @@ fn random_token() -> String {
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::file(path, e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::file(path, e))
+    ::control_plane::ca::write_private(path, text).map_err(|e| Error::file(path, e))
 }
 
 fn free_port() -> Result<u16, Error> {

@@ -110,14 +110,12 @@ impl ClientConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientStatus {
     pub connected: bool,
-    /// Connections made (the first is 1).
-    pub connections: u64,
     /// Types whose response was ACKed at least once since start.
     pub acked: BTreeSet<String>,
     /// Per type: the last NACK's `error_detail` message.
     pub last_nack: BTreeMap<String, String>,
-    /// Per type: resources held (name → version).
-    pub resources: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per type: how many resources are held.
+    pub held: BTreeMap<String, usize>,
     /// The last stream error, if any.
     pub last_error: Option<String>,
 }
@@ -267,8 +265,14 @@ impl AdsClient {
         let metadata = self.call_metadata()?;
         self.session.reconnected();
         match self.config.mode {
-            Mode::Delta => self.delta(&mut client, metadata, got_response).await,
-            Mode::Sotw => self.sotw(&mut client, metadata, got_response).await,
+            Mode::Delta => {
+                self.drive::<Delta>(&mut client, metadata, got_response)
+                    .await
+            }
+            Mode::Sotw => {
+                self.drive::<Sotw>(&mut client, metadata, got_response)
+                    .await
+            }
         }
     }
 
@@ -300,15 +304,8 @@ impl AdsClient {
             .collect()
     }
 
-    fn connected(&self) {
-        self.status.send_modify(|s| {
-            s.connected = true;
-            s.connections += 1;
-        });
-    }
-
     fn record(&self, type_url: &str, outcome: &session::Outcome) {
-        let held = self.session.held(type_url);
+        let held = self.session.held_count(type_url);
         self.status.send_modify(|s| {
             match &outcome.nack {
                 None => {
@@ -318,69 +315,22 @@ impl AdsClient {
                     s.last_nack.insert(type_url.to_owned(), message.clone());
                 }
             }
-            s.resources.insert(type_url.to_owned(), held);
+            s.held.insert(type_url.to_owned(), held);
         });
     }
 
-    async fn delta(
+    /// One stream of either flavour: initial requests (node on the first only), then responses
+    /// answered with ACK/NACK and subscription changes, until the stream ends.
+    async fn drive<F: Flavor>(
         &mut self,
         client: &mut AggregatedDiscoveryServiceClient<Channel>,
         metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
         got_response: &mut bool,
     ) -> Result<(), StreamError> {
-        let (tx, rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
-        let mut first = true;
-        for req in self.session.initial_delta() {
-            let _ = tx.send(with_node(req, &self.config.node, &mut first));
-        }
-        let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
-        for (k, v) in metadata {
-            request.metadata_mut().insert(k, v);
-        }
-        let mut responses = client
-            .delta_aggregated_resources(request)
-            .await?
-            .into_inner();
-        self.connected();
-        loop {
-            tokio::select! {
-                msg = responses.message() => {
-                    let Some(resp): Option<DeltaDiscoveryResponse> = msg? else {
-                        return Err(StreamError::Closed);
-                    };
-                    *got_response = true;
-                    let type_url = resp.type_url.clone();
-                    let Some(handler) = self.handlers.get_mut(&type_url) else {
-                        return Err(StreamError::Protocol(format!("response for unsubscribed type {type_url}")));
-                    };
-                    let (ack, outcome) = self.session.on_delta_response(resp, handler.as_mut());
-                    log_outcome(&type_url, &outcome);
-                    self.record(&type_url, &outcome);
-                    let _ = tx.send(ack);
-                }
-                Some((type_url, names)) = self.commands.recv() => {
-                    let Some(handler) = self.handlers.get_mut(&type_url) else { continue };
-                    if let Some((req, outcome)) = self.session.resubscribe_delta(&type_url, names, handler.as_mut()) {
-                        self.record(&type_url, &outcome);
-                        let _ = tx.send(req);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn sotw(
-        &mut self,
-        client: &mut AggregatedDiscoveryServiceClient<Channel>,
-        metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
-        got_response: &mut bool,
-    ) -> Result<(), StreamError> {
-        let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
-        let mut first = true;
-        for mut req in self.session.initial_sotw() {
-            if first {
-                req.node = Some(self.config.node.clone());
-                first = false;
+        let (tx, rx) = mpsc::unbounded_channel::<F::Req>();
+        for (i, mut req) in F::initial(&self.session).into_iter().enumerate() {
+            if i == 0 {
+                F::set_node(&mut req, &self.config.node);
             }
             let _ = tx.send(req);
         }
@@ -388,30 +338,27 @@ impl AdsClient {
         for (k, v) in metadata {
             request.metadata_mut().insert(k, v);
         }
-        let mut responses = client
-            .stream_aggregated_resources(request)
-            .await?
-            .into_inner();
-        self.connected();
+        let mut responses = F::open(client, request).await?.into_inner();
+        self.status.send_modify(|s| s.connected = true);
         loop {
             tokio::select! {
                 msg = responses.message() => {
-                    let Some(resp): Option<DiscoveryResponse> = msg? else {
+                    let Some(resp) = msg? else {
                         return Err(StreamError::Closed);
                     };
                     *got_response = true;
-                    let type_url = resp.type_url.clone();
+                    let type_url = F::type_url(&resp).to_owned();
                     let Some(handler) = self.handlers.get_mut(&type_url) else {
                         return Err(StreamError::Protocol(format!("response for unsubscribed type {type_url}")));
                     };
-                    let (ack, outcome) = self.session.on_sotw_response(resp, handler.as_mut());
+                    let (ack, outcome) = F::on_response(&mut self.session, resp, handler.as_mut());
                     log_outcome(&type_url, &outcome);
                     self.record(&type_url, &outcome);
                     let _ = tx.send(ack);
                 }
                 Some((type_url, names)) = self.commands.recv() => {
                     let Some(handler) = self.handlers.get_mut(&type_url) else { continue };
-                    if let Some((req, outcome)) = self.session.resubscribe_sotw(&type_url, names, handler.as_mut()) {
+                    if let Some((req, outcome)) = F::resubscribe(&mut self.session, &type_url, names, handler.as_mut()) {
                         self.record(&type_url, &outcome);
                         let _ = tx.send(req);
                     }
@@ -421,16 +368,106 @@ impl AdsClient {
     }
 }
 
-fn with_node(
-    mut req: DeltaDiscoveryRequest,
-    node: &Node,
-    first: &mut bool,
-) -> DeltaDiscoveryRequest {
-    if *first {
-        req.node = Some(node.clone());
-        *first = false;
+type Responses<T> = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>;
+type Requests<T> = tonic::Request<UnboundedReceiverStream<T>>;
+
+/// What differs between SotW and delta streams: message types, the method, and which session
+/// step handles them.
+trait Flavor {
+    type Req: Send + 'static;
+    type Resp: Send + 'static;
+    fn initial(session: &session::Session) -> Vec<Self::Req>;
+    fn set_node(req: &mut Self::Req, node: &Node);
+    async fn open(
+        client: &mut AggregatedDiscoveryServiceClient<Channel>,
+        request: Requests<Self::Req>,
+    ) -> Responses<Self::Resp>;
+    fn type_url(resp: &Self::Resp) -> &str;
+    fn on_response(
+        session: &mut session::Session,
+        resp: Self::Resp,
+        handler: &mut dyn Handler,
+    ) -> (Self::Req, session::Outcome);
+    fn resubscribe(
+        session: &mut session::Session,
+        type_url: &str,
+        names: Names,
+        handler: &mut dyn Handler,
+    ) -> Option<(Self::Req, session::Outcome)>;
+}
+
+struct Delta;
+
+impl Flavor for Delta {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    fn initial(session: &session::Session) -> Vec<Self::Req> {
+        session.initial_delta()
     }
-    req
+    fn set_node(req: &mut Self::Req, node: &Node) {
+        req.node = Some(node.clone());
+    }
+    async fn open(
+        client: &mut AggregatedDiscoveryServiceClient<Channel>,
+        request: Requests<Self::Req>,
+    ) -> Responses<Self::Resp> {
+        client.delta_aggregated_resources(request).await
+    }
+    fn type_url(resp: &Self::Resp) -> &str {
+        &resp.type_url
+    }
+    fn on_response(
+        session: &mut session::Session,
+        resp: Self::Resp,
+        handler: &mut dyn Handler,
+    ) -> (Self::Req, session::Outcome) {
+        session.on_delta_response(resp, handler)
+    }
+    fn resubscribe(
+        session: &mut session::Session,
+        type_url: &str,
+        names: Names,
+        handler: &mut dyn Handler,
+    ) -> Option<(Self::Req, session::Outcome)> {
+        session.resubscribe_delta(type_url, names, handler)
+    }
+}
+
+struct Sotw;
+
+impl Flavor for Sotw {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    fn initial(session: &session::Session) -> Vec<Self::Req> {
+        session.initial_sotw()
+    }
+    fn set_node(req: &mut Self::Req, node: &Node) {
+        req.node = Some(node.clone());
+    }
+    async fn open(
+        client: &mut AggregatedDiscoveryServiceClient<Channel>,
+        request: Requests<Self::Req>,
+    ) -> Responses<Self::Resp> {
+        client.stream_aggregated_resources(request).await
+    }
+    fn type_url(resp: &Self::Resp) -> &str {
+        &resp.type_url
+    }
+    fn on_response(
+        session: &mut session::Session,
+        resp: Self::Resp,
+        handler: &mut dyn Handler,
+    ) -> (Self::Req, session::Outcome) {
+        session.on_sotw_response(resp, handler)
+    }
+    fn resubscribe(
+        session: &mut session::Session,
+        type_url: &str,
+        names: Names,
+        handler: &mut dyn Handler,
+    ) -> Option<(Self::Req, session::Outcome)> {
+        session.resubscribe_sotw(type_url, names, handler)
+    }
 }
 
 fn log_outcome(type_url: &str, outcome: &session::Outcome) {

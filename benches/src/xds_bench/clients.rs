@@ -136,7 +136,7 @@ impl Fleet {
         let h = self.handles.get(i).context("no such client")?;
         let s = h.status().borrow().clone();
         Ok((
-            s.resources.get(type_url).map_or(0, |r| r.len()),
+            s.held.get(type_url).copied().unwrap_or(0),
             s.last_nack.len(),
         ))
     }

@@ -110,6 +110,11 @@ impl Session {
         }
     }
 
+    /// How many resources of `type_url` are held.
+    pub fn held_count(&self, type_url: &str) -> usize {
+        self.types.get(type_url).map_or(0, |t| t.held.len())
+    }
+
     /// Resources held of `type_url` (name → version).
     pub fn held(&self, type_url: &str) -> BTreeMap<String, String> {
         self.types
