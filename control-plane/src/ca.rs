@@ -2,9 +2,12 @@
 //! root kept in `--ca-dir` (made on first start, reused after a restart so certificates already
 //! issued stay valid), plus the control plane's own TLS serving certificate under that root.
 //!
-//! Callers authenticate with a bearer token listed in `--ca-tokens` (JSON `{"<token>": "<node>"}`,
-//! re-read when it changes); a token binds its caller to that node as `istio-system/ztunnel`, which
-//! may impersonate only service accounts of pods the manifests place on that node (spec §6).
+//! Callers authenticate with a bearer token listed in `--ca-tokens` (a JSON object, re-read on every
+//! request, whose values are [`TokenSubject`]s):
+//! * `"<token>": "<node>"` binds its caller to that node as `istio-system/ztunnel`, which may
+//!   impersonate only service accounts of pods the manifests place on that node (spec §6);
+//! * `"<token>": {"serviceAccount": "<ns>/<sa>"}` authenticates its caller as that one identity,
+//!   bound to no node: it may obtain its own certificate and nothing else (a waypoint's token).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -140,17 +143,58 @@ pub fn serving_certificate(
     Ok((cert.pem() + &root.cert_pem, key.serialize_pem()))
 }
 
-/// Node tokens from `--ca-tokens`.
+/// What a token of `--ca-tokens` stands for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum TokenSubject {
+    /// `"<node>"`: that node's tunnel (`istio-system/ztunnel`, bound to the node).
+    Node(String),
+    /// `{"serviceAccount": "<ns>/<sa>"}`: one workload identity, bound to no node.
+    ServiceAccount {
+        #[serde(rename = "serviceAccount")]
+        service_account: String,
+    },
+}
+
+/// The tokens of `--ca-tokens`.
 pub struct Tokens {
     path: Option<PathBuf>,
     trust_domain: String,
 }
 
 impl Tokens {
-    fn node_of(&self, token: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.path.as_ref()?).ok()?;
-        let map: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
-        map.get(token).cloned()
+    /// The caller `token` authenticates, or `Unauthenticated`.
+    fn caller(&self, token: &str) -> Result<Caller, Status> {
+        let unknown = || Status::unauthenticated("unknown token");
+        let path = self.path.as_ref().ok_or_else(unknown)?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the CA tokens");
+            unknown()
+        })?;
+        let mut map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "malformed CA tokens file");
+                unknown()
+            })?;
+        let entry = map.remove(token).ok_or_else(unknown)?;
+        let malformed = |reason: String| {
+            tracing::warn!(path = %path.display(), reason, "malformed CA token entry");
+            Status::unauthenticated("malformed token entry")
+        };
+        let subject: TokenSubject =
+            serde_json::from_value(entry).map_err(|e| malformed(e.to_string()))?;
+        let (namespace, service_account, node) = match &subject {
+            TokenSubject::Node(node) => (ZTUNNEL_NS, ZTUNNEL_SA, Some(node.clone())),
+            TokenSubject::ServiceAccount { service_account } => {
+                let (ns, sa) = service_account.split_once('/').ok_or_else(|| {
+                    malformed(format!("{service_account:?} is not <namespace>/<name>"))
+                })?;
+                (ns, sa, None)
+            }
+        };
+        let identity = Identity::new(&self.trust_domain, namespace, service_account)
+            .map_err(|e| malformed(e.to_string()))?;
+        Ok(Caller { identity, node })
     }
 }
 
@@ -165,15 +209,7 @@ impl CallerAuthenticator for Tokens {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-            let node = self
-                .node_of(token.trim())
-                .ok_or_else(|| Status::unauthenticated("unknown token"))?;
-            let identity = Identity::new(&self.trust_domain, ZTUNNEL_NS, ZTUNNEL_SA)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            Ok(Caller {
-                identity,
-                node: Some(node),
-            })
+            self.caller(token.trim())
         })
     }
 }
@@ -230,3 +266,6 @@ pub fn service(
     );
     Ok(CaServer::new(service))
 }
+
+#[cfg(test)]
+mod tests;

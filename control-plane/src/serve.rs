@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// Where the CA root lives (created on first start, reused later).
     #[arg(long, env = "CONTROL_PLANE_CA_DIR")]
     pub ca_dir: PathBuf,
-    /// JSON `{"<token>": "<node>"}`: who may ask the CA for certificates, bound to which node.
+    /// JSON `{"<token>": "<node>" | {"serviceAccount": "<ns>/<sa>"}}`: who may ask the CA for
+    /// certificates, as a node's tunnel or as one workload identity (see `ca::TokenSubject`).
     #[arg(long, env = "CONTROL_PLANE_CA_TOKENS")]
     pub ca_tokens: Option<PathBuf>,
     #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]

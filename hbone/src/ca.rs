@@ -8,6 +8,7 @@
 
 mod client;
 mod csr;
+mod local;
 mod service;
 mod signer;
 
@@ -16,6 +17,7 @@ use std::pin::Pin;
 
 pub use client::{CaClient, CaClientConfig, TokenSource, tls_channel};
 pub use csr::{Csr, generate_csr};
+pub use local::{SelfSignedCa, channel};
 pub use service::{CaService, CaServiceConfig, Caller, CallerAuthenticator, NodeAuthorizer};
 pub use signer::Signer;
 

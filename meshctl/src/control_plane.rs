@@ -3,26 +3,40 @@
 //! keeps equal to the mesh as it runs (pods as the Kubernetes API would show them, with their
 //! node, IP and readiness; Services with their cluster IP).
 //!
-//! Each node netns reaches it at `127.0.0.1:15012` (xDS and CA on one port, plaintext on
-//! loopback as istiod allows locally): a forwarder thread of the daemon accepts there and
-//! connects to the control plane. Node tunnels authenticate to the CA with their node's token
-//! (`<node>/istio-token`, listed in `control-plane/tokens.json`), which binds them to that node.
+//! Each node netns reaches it at `127.0.0.1:15012` (xDS and CA on one port, plaintext as istiod
+//! allows locally): a forwarder thread of the daemon accepts there and connects to the control
+//! plane. Pods that talk to it themselves (waypoints) reach it at their node's pod-bridge address,
+//! `<gateway>:15012` (e.g. `10.244.0.1:15012`, see [`pod_address`]): the same forwarder also
+//! listens there, in the node netns, where a pod's default route leads. That address exists only
+//! once the CNI `bridge` plugin has made `cni0` for the node's first pod, so the listener is bound
+//! with `IP_FREEBIND` at `up` and starts receiving as soon as the address appears. Nothing on the
+//! path filters it: waypoint pods are not captured, and the node's only nftables table
+//! (`services`) rewrites Service addresses alone.
+//!
+//! CA tokens, listed in `control-plane/tokens.json` (mode 0600, rewritten on every change and
+//! re-read by the control plane on every request): each node tunnel has its node's token
+//! (`nodes/<node>/istio-token`), which binds it to that node; each waypoint pod has a token of its
+//! own (`pods/<ns>/<pod>/istio-token`, issued before the pod starts, withdrawn when it goes) that
+//! authenticates it as its service account only. xDS is not authenticated.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ::control_plane::ca::TokenSubject;
+
+use crate::cluster::NodeConfig;
 use crate::error::Error;
 use crate::manifest::RestartPolicy;
 use crate::manifest::{ManifestObject, Object};
 use crate::netns;
 use crate::paths::MeshPaths;
-use crate::plan::{Name, Plan};
+use crate::plan::{DesiredPod, Name, Plan};
 use crate::pods::RunningPod;
 use crate::supervisor::{ContainerSpec, Supervisor};
 
-/// Where node tunnels find xDS and the CA inside their node netns.
+/// Where node tunnels find xDS and the CA inside their node netns (and pods at their gateway).
 pub const NODE_PORT: u16 = 15012;
 /// Supervisor key of the control plane process.
 pub const COMPONENT: &str = "control-plane";
@@ -40,8 +54,17 @@ fn tokens_file(paths: &MeshPaths) -> PathBuf {
 pub fn token_path(paths: &MeshPaths, node: &str) -> PathBuf {
     paths.node_dir(node).join("istio-token")
 }
+/// Path of a pod's own CA token (mode 0600), for pods that have one (waypoints).
+pub fn pod_token_path(paths: &MeshPaths, ns: &str, pod: &str) -> PathBuf {
+    paths.pod_dir(ns, pod).join("istio-token")
+}
 pub fn log_path(paths: &MeshPaths) -> PathBuf {
     dir(paths).join("control-plane.log")
+}
+
+/// xDS and CA address for pods of `node` (`http://<node's pod gateway>:15012`).
+pub fn pod_address(node: &NodeConfig) -> String {
+    format!("http://{}:{NODE_PORT}", node.gateway())
 }
 
 fn random_token() -> String {
@@ -64,12 +87,32 @@ fn free_port() -> Result<u16, Error> {
         .map_err(|e| Error::Usage(format!("no free port: {e}")))
 }
 
-/// The running control plane: its addresses and the per-node forwarders (stopped on drop).
+/// The running control plane: its addresses, its CA tokens and the per-node forwarders (stopped
+/// on drop).
 pub struct ControlPlane {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
+    /// Every token of `tokens.json`: the nodes' and the pods'.
+    tokens: BTreeMap<String, TokenSubject>,
+    /// Pod → its token, for pods with one.
+    pod_tokens: BTreeMap<Name, String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(test)]
+impl ControlPlane {
+    /// One that runs nothing, holding `tokens`: for tests of what the mesh issues.
+    pub(crate) fn detached(tokens: BTreeMap<String, TokenSubject>) -> Self {
+        ControlPlane {
+            grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tokens,
+            pod_tokens: BTreeMap::new(),
+            stop: None,
+            thread: None,
+        }
+    }
 }
 
 impl Drop for ControlPlane {
@@ -87,7 +130,7 @@ impl Drop for ControlPlane {
 /// every node netns and waits until it serves.
 pub fn start(
     paths: &MeshPaths,
-    nodes: &[String],
+    nodes: &[NodeConfig],
     trust_domain: &str,
     supervisor: &Supervisor,
     binary: &std::path::Path,
@@ -102,11 +145,10 @@ pub fn start(
     let mut tokens = BTreeMap::new();
     for node in nodes {
         let token = random_token();
-        write_private(&token_path(paths, node), &token)?;
-        tokens.insert(token, node.clone());
+        write_private(&token_path(paths, &node.name), &token)?;
+        tokens.insert(token, TokenSubject::Node(node.name.clone()));
     }
-    let tokens_json = serde_json::to_string_pretty(&tokens).map_err(|e| mesh_err(e.to_string()))?;
-    write_private(&tokens_file(paths), &tokens_json)?;
+    write_tokens(paths, &tokens)?;
 
     let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -154,15 +196,13 @@ pub fn start(
 
     let mut listeners = Vec::new();
     for node in nodes {
-        let addr = SocketAddr::from(([127, 0, 0, 1], NODE_PORT));
-        let listener = netns::run_in(&paths.node_netns(node), move || {
-            std::net::TcpListener::bind(addr)
-        })?
-        .map_err(|e| mesh_err(format!("binding {addr} in node {node}: {e}")))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| mesh_err(e.to_string()))?;
-        listeners.push(listener);
+        for ip in [Ipv4Addr::LOCALHOST, node.gateway()] {
+            let addr = SocketAddrV4::new(ip, NODE_PORT);
+            let listener =
+                netns::run_in(&paths.node_netns(&node.name), move || bind_freebind(addr))?
+                    .map_err(|e| mesh_err(format!("binding {addr} in node {}: {e}", node.name)))?;
+            listeners.push(listener);
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -172,6 +212,8 @@ pub fn start(
     let cp = ControlPlane {
         grpc,
         admin,
+        tokens,
+        pod_tokens: BTreeMap::new(),
         stop: Some(stop_tx),
         thread: Some(thread),
     };
@@ -179,7 +221,72 @@ pub fn start(
     Ok(cp)
 }
 
+/// A non-blocking TCP listener on `addr`, bound even before `addr` is assigned (`IP_FREEBIND`).
+fn bind_freebind(addr: SocketAddrV4) -> std::io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::IpFreebind, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
+    listen(&fd, Backlog::new(128)?)?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+fn write_tokens(paths: &MeshPaths, tokens: &BTreeMap<String, TokenSubject>) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(tokens).map_err(|e| Error::Mesh {
+        mesh: paths.name.clone(),
+        detail: e.to_string(),
+    })?;
+    write_private(&tokens_file(paths), &text)
+}
+
 impl ControlPlane {
+    /// Gives `pod` a CA token of its own, bound to its service account and nothing else: written
+    /// to [`pod_token_path`] (mode 0600, the pod's directory is made if needed) and listed in
+    /// `tokens.json` before the call returns. A token the pod already had is withdrawn.
+    pub fn issue_pod_token(
+        &mut self,
+        paths: &MeshPaths,
+        pod: &DesiredPod,
+    ) -> Result<PathBuf, Error> {
+        self.revoke_pod_token(paths, &pod.key());
+        let dir = paths.pod_dir(&pod.namespace, &pod.name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+        let path = pod_token_path(paths, &pod.namespace, &pod.name);
+        let token = random_token();
+        write_private(&path, &token)?;
+        self.tokens.insert(
+            token.clone(),
+            TokenSubject::ServiceAccount {
+                service_account: format!("{}/{}", pod.namespace, pod.spec.service_account()),
+            },
+        );
+        self.pod_tokens.insert(pod.key(), token);
+        write_tokens(paths, &self.tokens)?;
+        Ok(path)
+    }
+
+    /// Withdraws a pod's token (from `tokens.json` and its file); nothing for pods without one.
+    pub fn revoke_pod_token(&mut self, paths: &MeshPaths, pod: &Name) {
+        let Some(token) = self.pod_tokens.remove(pod) else {
+            return;
+        };
+        self.tokens.remove(&token);
+        if let Err(e) = write_tokens(paths, &self.tokens) {
+            tracing::warn!(error = %e, "cannot withdraw a pod's CA token");
+        }
+        let _ = std::fs::remove_file(pod_token_path(paths, &pod.0, &pod.1));
+    }
+
     /// Health for `meshctl status`: running, serving, and the last manifest generation accepted
     /// (an error there means the previous generation is still served).
     pub fn status(&self, supervisor: &Supervisor) -> crate::status::ComponentStatus {
@@ -288,46 +395,19 @@ fn forward(
     });
 }
 
-/// Writes the mesh as the control plane should see it: every applied object except Pods and
-/// Deployments, then each running pod as a Pod object with node, IP, owner and readiness, and
-/// Services with their allocated cluster IP. Written to a temporary file and renamed.
+/// Writes the mesh as the control plane should see it ([`documents`]) to `manifests/mesh.yaml`,
+/// through a temporary file and a rename.
 pub fn publish(
     paths: &MeshPaths,
     objects: &[ManifestObject],
     plan: &Plan,
     pods: &BTreeMap<Name, RunningPod>,
 ) -> Result<(), Error> {
-    let mut docs: Vec<serde_json::Value> = Vec::new();
-    for o in objects {
-        match &o.object {
-            Object::Pod(_) | Object::Deployment(_) | Object::Cluster(_) => {}
-            Object::Service(svc) => {
-                let mut svc = svc.clone();
-                let key = (
-                    svc.metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into()),
-                    svc.metadata.name.clone(),
-                );
-                if let Some(ip) = plan.services.get(&key).and_then(|s| s.cluster_ip) {
-                    svc.spec.cluster_ip = Some(ip.to_string());
-                }
-                docs.push(crate::manifest::to_document(&Object::Service(svc)));
-            }
-            other => docs.push(crate::manifest::to_document(other)),
-        }
-    }
-    for p in pods.values() {
-        docs.push(crate::manifest::to_document(&Object::Pod(
-            p.as_pod_object(),
-        )));
-    }
     let dir = manifests_dir(paths);
     let path = dir.join("mesh.yaml");
     let tmp = dir.join(".mesh.yaml.tmp");
     let mut text = String::new();
-    for d in docs {
+    for d in documents(objects, plan, pods) {
         text.push_str("---\n");
         text.push_str(&serde_json::to_string(&d).map_err(|e| Error::Usage(e.to_string()))?);
         text.push('\n');
@@ -335,3 +415,69 @@ pub fn publish(
     std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e))
 }
+
+/// The mesh as the control plane should see it: every applied object except Pods and
+/// Deployments, with each Service's allocated cluster IP; the Services the plan made itself (a
+/// waypoint Gateway's); then each running pod as a Pod object with node, IP, owner and readiness.
+pub fn documents(
+    objects: &[ManifestObject],
+    plan: &Plan,
+    pods: &BTreeMap<Name, RunningPod>,
+) -> Vec<serde_json::Value> {
+    let mut docs: Vec<serde_json::Value> = Vec::new();
+    let mut listed = std::collections::BTreeSet::new();
+    for o in objects {
+        match &o.object {
+            Object::Pod(_) | Object::Deployment(_) | Object::Cluster(_) => {}
+            Object::Service(svc) => {
+                let mut svc = svc.clone();
+                let key = (
+                    o.object.namespace().unwrap_or_default().to_owned(),
+                    svc.metadata.name.clone(),
+                );
+                if let Some(ip) = plan.services.get(&key).and_then(|s| s.cluster_ip) {
+                    svc.spec.cluster_ip = Some(ip.to_string());
+                }
+                listed.insert(key);
+                docs.push(crate::manifest::to_document(&Object::Service(svc)));
+            }
+            other => docs.push(crate::manifest::to_document(other)),
+        }
+    }
+    for (key, svc) in &plan.services {
+        if !listed.contains(key) {
+            docs.push(crate::manifest::to_document(&Object::Service(
+                service_object(svc),
+            )));
+        }
+    }
+    for p in pods.values() {
+        docs.push(crate::manifest::to_document(&Object::Pod(
+            p.as_pod_object(),
+        )));
+    }
+    docs
+}
+
+fn service_object(svc: &crate::plan::DesiredService) -> crate::manifest::Service {
+    use crate::manifest::{ObjectMeta, Service, ServiceSpec};
+    Service {
+        metadata: ObjectMeta {
+            name: svc.name.clone(),
+            namespace: Some(svc.namespace.clone()),
+            labels: svc.labels.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: ServiceSpec {
+            selector: svc.selector.clone(),
+            ports: svc.ports.clone(),
+            cluster_ip: Some(
+                svc.cluster_ip
+                    .map_or_else(|| "None".to_owned(), |ip| ip.to_string()),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

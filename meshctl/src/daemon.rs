@@ -20,7 +20,7 @@ use crate::plan::{self, Existing, Name, Plan};
 use crate::pods::{self, RunningPod};
 use crate::services::{self, ServiceRule};
 use crate::supervisor::{self, Supervisor};
-use crate::{node_agents, report, topology};
+use crate::{node_agents, report, topology, waypoints};
 
 /// A running mesh.
 pub struct Mesh {
@@ -32,6 +32,7 @@ pub struct Mesh {
     pub supervisor: Supervisor,
     /// The mesh CA (`None` only while coming up).
     pub control_plane: Option<crate::control_plane::ControlPlane>,
+    pub bins: node_agents::Binaries,
 }
 
 /// Serves the control socket until the mesh is removed (or failed to come up).
@@ -189,6 +190,9 @@ impl Mesh {
         let (objects, plan) = plan::build(&cluster, &[], &incoming, &Existing::default())?;
         crate::control_plane::validate(&objects, &cluster.trust_domain)?;
         let bins = node_agents::Binaries::locate()?;
+        if waypoints::any(&plan) {
+            bins.require_waypoint()?;
+        }
         topology::create(&paths, &cluster)?;
         let mut mesh = Mesh {
             paths,
@@ -198,8 +202,9 @@ impl Mesh {
             pods: BTreeMap::new(),
             supervisor: Supervisor::default(),
             control_plane: None,
+            bins,
         };
-        let started = mesh.start_components(&bins, timeout);
+        let started = mesh.start_components(timeout);
         match started.and_then(|()| mesh.converge(objects, plan, timeout)) {
             Ok(_) => Ok(mesh),
             Err(e) => {
@@ -210,21 +215,16 @@ impl Mesh {
     }
 
     /// The mesh CA, then ztunnel and the node agent on every node; returns once they are ready.
-    fn start_components(
-        &mut self,
-        bins: &node_agents::Binaries,
-        timeout: Duration,
-    ) -> Result<(), Error> {
-        let nodes: Vec<String> = self.cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    fn start_components(&mut self, timeout: Duration) -> Result<(), Error> {
         self.control_plane = Some(crate::control_plane::start(
             &self.paths,
-            &nodes,
+            &self.cluster.nodes,
             &self.cluster.trust_domain,
             &self.supervisor,
-            &bins.control_plane,
+            &self.bins.control_plane,
             timeout,
         )?);
-        node_agents::start(&self.paths, &self.cluster, &self.supervisor, bins)?;
+        node_agents::start(&self.paths, &self.cluster, &self.supervisor, &self.bins)?;
         node_agents::wait_ready(&self.paths, &self.cluster, timeout)
     }
 
@@ -256,6 +256,9 @@ impl Mesh {
         };
         let (objects, plan) = plan::build(&self.cluster, &self.objects, &incoming, &existing)?;
         crate::control_plane::validate(&objects, &self.cluster.trust_domain)?;
+        if waypoints::any(&plan) {
+            self.bins.require_waypoint()?;
+        }
         self.converge(objects, plan, timeout)
     }
 
@@ -291,13 +294,24 @@ impl Mesh {
                 .namespaces
                 .get(&desired.namespace)
                 .unwrap_or(&no_labels);
-            match pods::create(
+            let created_pod = waypoints::launch(
                 &self.paths,
                 &self.cluster,
-                &self.supervisor,
+                &self.bins,
+                self.control_plane.as_mut(),
                 desired,
-                ns_labels,
-            ) {
+            )
+            .and_then(|launch| {
+                pods::create(
+                    &self.paths,
+                    &self.cluster,
+                    &self.supervisor,
+                    desired,
+                    ns_labels,
+                    launch.as_ref(),
+                )
+            });
+            match created_pod {
                 Ok(pod) => {
                     changes.push(format!(
                         "pod {}/{} created on {} ({})",
@@ -307,6 +321,7 @@ impl Mesh {
                     self.pods.insert(key.clone(), pod);
                 }
                 Err(e) => {
+                    waypoints::stopped(&self.paths, self.control_plane.as_mut(), key);
                     let mut ignored = Vec::new();
                     self.remove_pods(&created, &mut ignored);
                     self.write_state();
@@ -357,6 +372,7 @@ impl Mesh {
             tracing::warn!(error = %e, "removing a pod");
         }
         for p in pods {
+            waypoints::stopped(&self.paths, self.control_plane.as_mut(), &p.desired.key());
             changes.push(format!(
                 "pod {}/{} deleted",
                 p.desired.namespace, p.desired.name
@@ -406,7 +422,7 @@ impl Mesh {
                     let settled = match supervisor::phase(&st) {
                         "Running" => {
                             st.iter().any(|c| c.restart_count > 0)
-                                || self.pods.get(*k).is_some_and(pods::ports_ready)
+                                || self.pods.get(*k).is_some_and(pods::ready)
                         }
                         "Pending" => false,
                         _ => true,

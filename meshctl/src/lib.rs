@@ -8,7 +8,8 @@
 //!
 //! Used by the `meshctl` CLI and by the end-to-end tests. Module map:
 //! - `manifest` (parse + per-object rules) → `plan` (pure cross-object decisions) → `daemon` (converge);
-//! - `topology` (underlay, nodes), `cni` (chain driver), `pods`, `supervisor`, `services` (Service NAT);
+//! - `topology` (underlay, nodes), `cni` (chain driver), `pods`, `supervisor`, `services` (Service NAT),
+//!   `waypoints` (what a waypoint pod gets at start: binary, control-plane address, its own CA token);
 //! - `client` (the CLI side of each command), `control` (CLI ↔ daemon), `status`/`report`, `demo`, `probe`;
 //! - `netns`, `cmd`, `paths`, `error`: plumbing.
 
@@ -32,6 +33,7 @@ pub mod services;
 pub mod status;
 pub mod supervisor;
 pub mod topology;
+pub mod waypoints;
 
 /// Manifests are shared with the control plane, which reads the same files.
 pub use ::control_plane::manifest;

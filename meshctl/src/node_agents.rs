@@ -35,6 +35,8 @@ pub struct Binaries {
     pub cni_agent: PathBuf,
     pub istio_cni: PathBuf,
     pub control_plane: PathBuf,
+    /// Needed only by meshes with waypoints: checked by [`Binaries::require_waypoint`].
+    pub waypoint: PathBuf,
 }
 
 impl Binaries {
@@ -46,23 +48,31 @@ impl Binaries {
                 .and_then(|p| p.parent().map(Path::to_path_buf))
                 .unwrap_or_default(),
         };
-        let find = |name: &str| {
-            let p = dir.join(name);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(Error::Usage(format!(
-                    "{} not found; build the workspace binaries (cargo build --workspace --bins) or set MESHCTL_BIN_DIR",
-                    p.display()
-                )))
-            }
-        };
+        let find = |name: &str| existing(dir.join(name));
         Ok(Self {
             ztunnel: find("ztunnel")?,
             cni_agent: find("cni-agent")?,
             istio_cni: find("istio-cni")?,
             control_plane: find("control-plane")?,
+            waypoint: dir.join("waypoint"),
         })
+    }
+
+    /// Fails unless the `waypoint` binary is there (for a plan with waypoint pods, before any is made).
+    pub fn require_waypoint(&self) -> Result<&Path, Error> {
+        existing(self.waypoint.clone())?;
+        Ok(&self.waypoint)
+    }
+}
+
+fn existing(p: PathBuf) -> Result<PathBuf, Error> {
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::Usage(format!(
+            "{} not found; build the workspace binaries (cargo build --workspace --bins) or set MESHCTL_BIN_DIR",
+            p.display()
+        )))
     }
 }
 

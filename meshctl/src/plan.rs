@@ -2,8 +2,9 @@
 //! exist, or an error that names the object and the field. Nothing is created before a plan is complete, so a bad
 //! manifest never leaves a mesh half-created.
 //!
-//! Owns: duplicates, namespaces and service accounts, Deployment expansion, pod placement and per-node address
-//! capacity, Service address allocation, selectors and endpoints. Does not own creating anything.
+//! Owns: duplicates, namespaces and service accounts, Deployment expansion, waypoint Gateways' pods and Services
+//! (`plan/waypoints.rs`), pod placement and per-node address capacity, Service address allocation, selectors and
+//! endpoints. Does not own creating anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -31,6 +32,10 @@ pub struct DesiredPod {
     pub spec: PodSpec,
     /// `Deployment ns/name` for pods a Deployment made.
     pub owner: Option<String>,
+    /// The Gateway (same namespace) whose waypoint this pod is: the mesh runs its `waypoint` binary
+    /// and gives it the control plane's address and a CA token of its own when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<String>,
     /// A digest of everything that makes the pod what it is; a change means the pod is replaced.
     pub revision: String,
 }
@@ -120,6 +125,9 @@ fn plan_objects(
     for ns in plan.namespaces.keys() {
         plan.service_accounts.insert((ns.clone(), "default".into()));
     }
+    for (_, ns, gw) in waypoints::gateways(objects) {
+        plan.service_accounts.insert((ns.into(), gw.into()));
+    }
     for obj in objects {
         if let Some(ns) = obj.object.namespace()
             && !plan.namespaces.contains_key(ns)
@@ -165,6 +173,10 @@ fn plan_objects(
                     pending.push((obj, pod, "spec.template.spec"));
                 }
             }
+            Object::Gateway(g) if g.is_waypoint() => {
+                let pod = waypoints::pod(&ns, &g.metadata.name, &cluster.trust_domain);
+                pending.push((obj, pod, "spec"));
+            }
             _ => {}
         }
     }
@@ -175,6 +187,16 @@ fn plan_objects(
             plan.services
                 .insert((desired.namespace.clone(), desired.name.clone()), desired);
         }
+    }
+    // After the manifests' Services, so adding a waypoint never moves their addresses.
+    for (obj, ns, gw) in waypoints::gateways(objects) {
+        let key: Name = (ns.into(), gw.into());
+        if plan.services.contains_key(&key) {
+            continue;
+        }
+        let ip = assign_ip(cluster, &plan, &key, existing)
+            .ok_or_else(|| exhausted(cluster, obj, "metadata.name"))?;
+        plan.services.insert(key, waypoints::service(ns, gw, ip));
     }
     Ok(plan)
 }
@@ -196,6 +218,7 @@ fn desired_pod(
         annotations: annotations.clone(),
         spec: spec.clone(),
         owner,
+        waypoint: None,
         revision,
     }
 }
@@ -297,11 +320,7 @@ fn plan_service(
 ) -> Result<DesiredService, ManifestError> {
     let ns = obj.object.namespace().unwrap_or_default().to_string();
     let name = svc.metadata.name.clone();
-    let taken: BTreeSet<Ipv4Addr> = plan
-        .services
-        .values()
-        .filter_map(|s| s.cluster_ip)
-        .collect();
+    let taken = taken_ips(plan);
     let cluster_ip = match svc.spec.cluster_ip.as_deref() {
         Some("None") => None,
         Some(text) => {
@@ -328,18 +347,10 @@ fn plan_service(
             }
             Some(ip)
         }
-        None => match existing.service_ips.get(&(ns.clone(), name.clone())) {
-            Some(Some(ip)) if !taken.contains(ip) => Some(*ip),
-            _ => Some(
-                allocate_ip(cluster, &taken, &existing.service_ips).ok_or_else(|| {
-                    ManifestError::at(
-                        obj,
-                        "spec.clusterIP",
-                        format!("service CIDR {} is exhausted", cluster.service_cidr),
-                    )
-                })?,
-            ),
-        },
+        None => Some(
+            assign_ip(cluster, plan, &(ns.clone(), name.clone()), existing)
+                .ok_or_else(|| exhausted(cluster, obj, "spec.clusterIP"))?,
+        ),
     };
     if let Some(selector) = &svc.spec.selector {
         let selected: Vec<&DesiredPod> = plan
@@ -377,6 +388,35 @@ fn plan_service(
         selector: svc.spec.selector.clone(),
         ports: svc.spec.ports.clone(),
     })
+}
+
+fn taken_ips(plan: &Plan) -> BTreeSet<Ipv4Addr> {
+    plan.services
+        .values()
+        .filter_map(|s| s.cluster_ip)
+        .collect()
+}
+
+fn exhausted(cluster: &ClusterConfig, obj: &ManifestObject, field: &str) -> ManifestError {
+    ManifestError::at(
+        obj,
+        field,
+        format!("service CIDR {} is exhausted", cluster.service_cidr),
+    )
+}
+
+/// The address of Service `key` when it asks for none: the one it already holds, else a new one.
+fn assign_ip(
+    cluster: &ClusterConfig,
+    plan: &Plan,
+    key: &Name,
+    existing: &Existing,
+) -> Option<Ipv4Addr> {
+    let taken = taken_ips(plan);
+    match existing.service_ips.get(key) {
+        Some(Some(ip)) if !taken.contains(ip) => Some(*ip),
+        _ => allocate_ip(cluster, &taken, &existing.service_ips),
+    }
 }
 
 /// The lowest free address from `.10`, never one still held by an existing Service (addresses are not reused
@@ -425,6 +465,10 @@ pub fn digest(text: &str) -> String {
     }
     format!("{h:016x}")
 }
+
+mod waypoints;
+
+pub use waypoints::{CONTAINER as WAYPOINT_CONTAINER, GATEWAY_NAME_LABEL, READINESS_PORT};
 
 #[cfg(test)]
 mod tests;

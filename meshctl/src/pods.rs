@@ -32,6 +32,16 @@ pub struct RunningPod {
 /// Longest a pod's processes get to stop when the mesh removes it.
 pub const MAX_GRACE: Duration = Duration::from_secs(5);
 
+/// What the mesh itself supplies to a pod it made (a waypoint's) when it starts: the binary its
+/// container named `container` runs instead of its command's first word, and environment added
+/// to that container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub container: String,
+    pub binary: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
 pub fn runtime_conf(
     paths: &MeshPaths,
     pod: &DesiredPod,
@@ -52,13 +62,15 @@ pub fn runtime_conf(
     }
 }
 
-/// Creates the pod's namespace, runs the node's CNI chain, starts its containers.
+/// Creates the pod's namespace, runs the node's CNI chain, starts its containers (with `launch`
+/// applied).
 pub fn create(
     paths: &MeshPaths,
     cluster: &ClusterConfig,
     supervisor: &Supervisor,
     pod: &DesiredPod,
     namespace_labels: &std::collections::BTreeMap<String, String>,
+    launch: Option<&Launch>,
 ) -> Result<RunningPod, Error> {
     let uid = new_uid()?;
     let container_id = uid.replace('-', "");
@@ -86,7 +98,7 @@ pub fn create(
             ip,
         };
         let node_ip = cluster.node(&pod.node).map(|n| n.ip);
-        let containers = container_specs(&running, node_ip, &dir);
+        let containers = container_specs(&running, node_ip, &dir, launch);
         supervisor.start(
             pod.key(),
             netns_name.clone(),
@@ -153,11 +165,12 @@ pub fn delete(paths: &MeshPaths, supervisor: &Supervisor, pods: &[RunningPod]) -
 }
 
 /// The processes of a pod: command + args, the environment (with the downward API filled in and `HOSTNAME` set to
-/// the pod name, as in Kubernetes), and a log file per container.
-fn container_specs(
+/// the pod name, as in Kubernetes), and a log file per container; then `launch`.
+pub(crate) fn container_specs(
     pod: &RunningPod,
     node_ip: Option<Ipv4Addr>,
     dir: &std::path::Path,
+    launch: Option<&Launch>,
 ) -> Vec<ContainerSpec> {
     let d = &pod.desired;
     let field = |path: &str| -> String {
@@ -190,9 +203,19 @@ fn container_specs(
                 env.retain(|(k, _)| *k != e.name);
                 env.push((e.name.clone(), value));
             }
+            let mut argv: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
+            if let Some(l) = launch.filter(|l| l.container == c.name) {
+                if let Some(first) = argv.first_mut() {
+                    *first = l.binary.display().to_string();
+                }
+                for (k, v) in &l.env {
+                    env.retain(|(name, _)| name != k);
+                    env.push((k.clone(), v.clone()));
+                }
+            }
             ContainerSpec {
                 name: c.name.clone(),
-                argv: c.command.iter().chain(&c.args).cloned().collect(),
+                argv,
                 env,
                 working_dir: c.working_dir.as_ref().map(PathBuf::from),
                 log: dir.join(format!("{}.log", c.name)),
@@ -209,8 +232,23 @@ fn new_uid() -> Result<String, Error> {
         .map_err(|e| Error::file(path, e))
 }
 
+/// Whether the pod is ready: every declared TCP container port accepts a connection on the pod's
+/// address, and a waypoint answers `GET /healthz/ready` on its readiness port with 200 (it has its
+/// configuration and its certificate).
+pub fn ready(pod: &RunningPod) -> bool {
+    ports_ready(pod)
+        && (pod.desired.waypoint.is_none()
+            || crate::probe::http_get_path(
+                &pod.netns,
+                (pod.ip, crate::plan::READINESS_PORT).into(),
+                "/healthz/ready",
+                Duration::from_millis(500),
+            )
+            .is_ok_and(|r| r.status == 200))
+}
+
 /// Whether every declared TCP container port of the pod accepts a connection on the pod's address.
-pub fn ports_ready(pod: &RunningPod) -> bool {
+fn ports_ready(pod: &RunningPod) -> bool {
     let ports: Vec<u16> = pod
         .desired
         .spec

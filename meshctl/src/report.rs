@@ -42,7 +42,7 @@ pub fn build(mesh: &Mesh) -> StatusReport {
                 && containers
                     .iter()
                     .all(|c| matches!(c.state, supervisor::ContainerState::Running { .. }))
-                && pods::ports_ready(p);
+                && pods::ready(p);
             let ns_labels = mesh.plan.namespaces.get(&d.namespace);
             let dataplane_mode = d
                 .labels
@@ -67,6 +67,7 @@ pub fn build(mesh: &Mesh) -> StatusReport {
                 containers,
                 netns: p.netns.clone(),
                 owner: d.owner.clone(),
+                waypoint: d.waypoint.clone(),
             }
         })
         .collect();
@@ -128,7 +129,7 @@ pub fn build(mesh: &Mesh) -> StatusReport {
             .collect(),
         pods,
         services,
-        waypoints: Vec::new(),
+        waypoints: crate::waypoints::statuses(&mesh.plan),
         components: {
             let mut c = Vec::new();
             if let Some(cp) = &mesh.control_plane {

@@ -61,6 +61,9 @@ pub struct PodStatus {
     pub netns: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The Gateway whose waypoint this pod is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +196,13 @@ impl StatusReport {
                 vip,
                 ports.join(",")
             );
+        }
+        if !self.waypoints.is_empty() {
+            let _ = writeln!(s, "\nWAYPOINT                  SERVICE-IP");
+            for w in &self.waypoints {
+                let ip = w.ip.map_or_else(|| "None".to_owned(), |i| i.to_string());
+                let _ = writeln!(s, "{:<25} {ip}", format!("{}/{}", w.namespace, w.name));
+            }
         }
         if self.components.is_empty() {
             let _ = writeln!(s, "\nmesh components: none running yet");

@@ -152,6 +152,25 @@ impl TestMesh {
             .unwrap_or_else(|| panic!("pod {ns}/{name} not in status: {st:#}"))
     }
 
+    /// The status report's pod that runs the waypoint of Gateway `ns/gateway` (`"waypoint": "<gateway>"`).
+    pub fn waypoint_pod(&self, ns: &str, gateway: &str) -> Value {
+        let st = self.status();
+        find(&st["pods"], |p| {
+            p["namespace"] == ns && p["waypoint"] == gateway
+        })
+        .unwrap_or_else(|| panic!("no waypoint pod for {ns}/{gateway} in status: {st:#}"))
+    }
+
+    /// The log of container `container` of pod `ns/pod` (empty if there is none yet), e.g. a waypoint's
+    /// `waypoint.log`, to show when a test fails.
+    pub fn pod_log(&self, ns: &str, pod: &str, container: &str) -> String {
+        let Ok(paths) = meshctl::paths::MeshPaths::new(&self.name, None) else {
+            return String::new();
+        };
+        let path = paths.pod_dir(ns, pod).join(format!("{container}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     /// Waits (bounded) until `f` holds for the status report.
     pub fn wait_status(&self, what: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;

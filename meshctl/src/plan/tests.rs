@@ -205,3 +205,137 @@ fn target_ports_resolve_by_number_name_or_default() {
         None
     );
 }
+
+const GATEWAY: &str = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint}\nspec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n";
+
+fn service(name: &str, selector: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{selector: {{{selector}}}, ports: [{{port: 80}}]}}\n"
+    )
+}
+
+fn key(name: &str) -> Name {
+    ("default".to_string(), name.to_string())
+}
+
+#[test]
+fn a_waypoint_gateway_becomes_a_pod_a_service_account_and_a_service() {
+    let other_class = GATEWAY
+        .replace("name: waypoint}", "name: ingress}")
+        .replace("istio-waypoint", "istio");
+    let text = format!("{DEPLOY}{}{GATEWAY}{other_class}", service("a", "app: web"));
+    let (_, plan) = build(&cluster(24), &[], &objs(&text), &Existing::default()).unwrap();
+    let waypoints: Vec<&DesiredPod> = plan
+        .pods
+        .values()
+        .filter(|p| p.waypoint.is_some())
+        .collect();
+    assert_eq!(waypoints.len(), 1, "one pod, and none for another class");
+    let p = waypoints[0];
+    assert_eq!(p.waypoint.as_deref(), Some("waypoint"));
+    assert!(
+        p.name.starts_with("waypoint-") && p.name.ends_with("-0") && p.name.len() == 21,
+        "named like a one-replica Deployment's pod: {}",
+        p.name
+    );
+    assert_eq!(p.owner.as_deref(), Some("Deployment default/waypoint"));
+    assert_eq!(p.labels[GATEWAY_NAME_LABEL], "waypoint");
+    assert_eq!(p.labels["istio.io/dataplane-mode"], "none");
+    assert_eq!(p.spec.service_account(), "waypoint");
+    assert!(plan.service_accounts.contains(&key("waypoint")));
+    assert_eq!(
+        p.spec.restart_policy,
+        crate::manifest::RestartPolicy::Always
+    );
+    let [c] = p.spec.containers.as_slice() else {
+        panic!("one container: {:?}", p.spec.containers)
+    };
+    assert_eq!(c.name, WAYPOINT_CONTAINER);
+    assert_eq!(c.command, ["waypoint"]);
+    let ports: Vec<(Option<&str>, u16)> = c
+        .ports
+        .iter()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(ports, [(Some("mesh"), 15008)]);
+    let env: BTreeMap<&str, String> = c
+        .env
+        .iter()
+        .map(|e| {
+            let v = match (&e.value, &e.value_from) {
+                (Some(v), None) => v.clone(),
+                (None, Some(f)) => format!("fieldRef {}", f.field_ref.field_path),
+                other => panic!("{other:?}"),
+            };
+            (e.name.as_str(), v)
+        })
+        .collect();
+    let want: BTreeMap<&str, String> = [
+        ("POD_NAME", "fieldRef metadata.name"),
+        ("POD_NAMESPACE", "fieldRef metadata.namespace"),
+        ("SERVICE_ACCOUNT", "fieldRef spec.serviceAccountName"),
+        ("INSTANCE_IP", "fieldRef status.podIP"),
+        ("GATEWAY_NAME", "waypoint"),
+        ("TRUST_DOMAIN", "cluster.local"),
+        ("CLUSTER_ID", "Kubernetes"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect();
+    assert_eq!(env, want);
+
+    // Its Service: after the manifests' Services, 15008 → 15008, selecting its pod.
+    assert_eq!(
+        plan.services[&key("a")].cluster_ip.unwrap().to_string(),
+        "10.96.0.10"
+    );
+    let svc = &plan.services[&key("waypoint")];
+    assert_eq!(svc.cluster_ip.unwrap().to_string(), "10.96.0.11");
+    let selector = svc.selector.as_ref().unwrap();
+    assert_eq!(
+        selector,
+        &BTreeMap::from([(GATEWAY_NAME_LABEL.to_string(), "waypoint".to_string())])
+    );
+    assert!(selects(selector, &p.labels));
+    let [port] = svc.ports.as_slice() else {
+        panic!("{:?}", svc.ports)
+    };
+    assert_eq!(
+        (port.port, port.target_port.clone(), port.protocol),
+        (15008, Some(IntOrString::Int(15008)), Protocol::Tcp)
+    );
+    assert!(!plan.services.contains_key(&key("ingress")));
+}
+
+#[test]
+fn a_waypoint_keeps_its_pod_and_address_and_yields_to_a_listed_service() {
+    let c = cluster(24);
+    let (objects, plan) = build(&c, &[], &objs(GATEWAY), &Existing::default()).unwrap();
+    let (pod_key, pod) = plan.pods.iter().next().unwrap();
+    let existing = Existing {
+        pods: [(pod_key.clone(), ("node2".to_string(), pod.revision.clone()))].into(),
+        service_ips: [(key("waypoint"), Some("10.96.0.42".parse().unwrap()))].into(),
+    };
+    // Re-planned with another Service applied: same pod, same node, same address.
+    let other = service("b", &format!("{GATEWAY_NAME_LABEL}: waypoint"));
+    let (_, again) = build(&c, &objects, &objs(&other), &existing).unwrap();
+    assert_eq!(again.pods[pod_key].revision, pod.revision);
+    assert_eq!(again.pods[pod_key].node, "node2");
+    assert_eq!(
+        again.services[&key("waypoint")]
+            .cluster_ip
+            .unwrap()
+            .to_string(),
+        "10.96.0.42"
+    );
+    // A Service of the Gateway's name in the manifests is used as it is.
+    let listed = service("waypoint", &format!("{GATEWAY_NAME_LABEL}: waypoint"));
+    let (_, own) = build(
+        &c,
+        &[],
+        &objs(&format!("{GATEWAY}{listed}")),
+        &Existing::default(),
+    )
+    .unwrap();
+    assert_eq!(own.services[&key("waypoint")].ports[0].port, 80);
+}

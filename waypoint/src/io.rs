@@ -1,0 +1,172 @@
+//! Byte-stream helpers: protocol sniffing on the first bytes of a connection, and a stream that
+//! replays those bytes before reading on.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+/// What the first bytes of a connection are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    Http1,
+    Http2,
+    /// Anything else (including a client that sent nothing before the sniff deadline: a
+    /// server-first protocol).
+    Opaque,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const METHODS: &[&[u8]] = &[
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// Classifies a prefix: `None` while more bytes could change the answer.
+pub fn classify(prefix: &[u8]) -> Option<Sniffed> {
+    let could_be = |want: &[u8]| {
+        let n = prefix.len().min(want.len());
+        prefix[..n] == want[..n]
+    };
+    if prefix.starts_with(H2_PREFACE) {
+        return Some(Sniffed::Http2);
+    }
+    if METHODS.iter().any(|m| prefix.starts_with(m)) {
+        return Some(Sniffed::Http1);
+    }
+    if could_be(H2_PREFACE) || METHODS.iter().any(|m| could_be(m)) {
+        return None;
+    }
+    Some(Sniffed::Opaque)
+}
+
+/// A stream that first yields `prefix`.
+pub struct Rewind<S> {
+    prefix: BytesMut,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub fn new(prefix: BytesMut, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Resolves once `shutdown` turns true (never, if its sender is gone without doing so).
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Reads until the protocol is known (or `deadline` passes with nothing conclusive: opaque).
+pub async fn sniff<S: AsyncRead + Unpin>(
+    mut io: S,
+    deadline: Duration,
+) -> io::Result<(Sniffed, Rewind<S>)> {
+    let mut buf = BytesMut::with_capacity(64);
+    let verdict = tokio::time::timeout(deadline, async {
+        loop {
+            if let Some(v) = classify(&buf) {
+                return Ok::<_, io::Error>(v);
+            }
+            if io.read_buf(&mut buf).await? == 0 {
+                return Ok(Sniffed::Opaque);
+            }
+        }
+    })
+    .await
+    .unwrap_or(Ok(Sniffed::Opaque))?;
+    Ok((verdict, Rewind::new(buf, io)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[test]
+    fn classifies_prefixes() {
+        assert_eq!(classify(b""), None);
+        assert_eq!(classify(b"GE"), None);
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(classify(H2_PREFACE), Some(Sniffed::Http2));
+        assert_eq!(classify(b"\x16\x03\x01"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"SSH-2.0"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"GETX"), Some(Sniffed::Opaque));
+    }
+
+    #[tokio::test]
+    async fn sniffed_bytes_are_replayed() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"GET /x HTTP/1.1\r\n\r\n").await.unwrap();
+        drop(a);
+        let (v, mut s) = sniff(b, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(v, Sniffed::Http1);
+        let mut all = String::new();
+        s.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all, "GET /x HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn silent_client_is_opaque_after_the_deadline() {
+        let (_a, b) = tokio::io::duplex(64);
+        let (v, _) = sniff(b, Duration::from_millis(20)).await.unwrap();
+        assert_eq!(v, Sniffed::Opaque);
+    }
+}

@@ -1,0 +1,233 @@
+//! `Cluster` → [`Cluster`]: load-balancing policy, connect timeout, circuit breakers, outlier
+//! detection and the upstream HTTP version. Transport sockets are not read: the waypoint
+//! reaches endpoints over HBONE (or plain TCP) as their metadata says.
+
+use std::time::Duration;
+
+use xds::pb::envoy::config::cluster::v3::{
+    Cluster as PbCluster, OutlierDetection as PbOutlier,
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy as PbLb},
+};
+use xds::pb::envoy::config::core::v3::RoutingPriority;
+use xds::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions,
+    http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
+};
+
+use super::{At, ModelError, decode, holds, opt_duration, u32v};
+use crate::model::{CircuitBreakers, Cluster, LbPolicy, OutlierDetection};
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_CHOICE_COUNT: u32 = 2;
+const DEFAULT_MIN_RING: u64 = 1024;
+/// Envoy's `maximum_ring_size` default (and hard cap).
+const MAX_RING: u64 = 8 * 1024 * 1024;
+const DEFAULT_MAGLEV_TABLE: u64 = 65537;
+/// Larger Maglev tables are refused (Envoy caps them at 5 000 011).
+const MAX_MAGLEV_TABLE: u64 = 5_000_011;
+const HTTP_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub(super) fn cluster(at: &At<'_>, c: &PbCluster) -> Result<Cluster, ModelError> {
+    match &c.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::Eds as i32 => {}
+        _ => {
+            return Err(at
+                .f("type")
+                .unsupported("only EDS clusters (endpoints come from ClusterLoadAssignments)"));
+        }
+    }
+    if c.lb_subset_config.is_some() {
+        return Err(at
+            .f("lb_subset_config")
+            .unsupported("subset load balancing"));
+    }
+    if c.load_balancing_policy.is_some() {
+        return Err(at
+            .f("load_balancing_policy")
+            .unsupported("load-balancing policy extensions (use lb_policy)"));
+    }
+    let connect_timeout = opt_duration(&at.f("connect_timeout"), c.connect_timeout.as_ref())?
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    if connect_timeout.is_zero() {
+        return Err(at.f("connect_timeout").invalid("must be positive"));
+    }
+    Ok(Cluster {
+        name: c.name.clone(),
+        lb: lb(at, c)?,
+        connect_timeout,
+        circuit_breakers: circuit_breakers(c),
+        outlier: c
+            .outlier_detection
+            .as_ref()
+            .map(|o| outlier(&at.f("outlier_detection"), o))
+            .transpose()?,
+        http2: http2(at, c)?,
+    })
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+}
+
+fn lb(at: &At<'_>, c: &PbCluster) -> Result<LbPolicy, ModelError> {
+    let config = c.lb_config.as_ref();
+    Ok(match PbLb::try_from(c.lb_policy) {
+        Ok(PbLb::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(PbLb::Random) => LbPolicy::Random,
+        Ok(PbLb::LeastRequest) => {
+            let choice_count = match config {
+                Some(LbConfig::LeastRequestLbConfig(l)) => {
+                    if l.active_request_bias.is_some() {
+                        return Err(at
+                            .f("least_request_lb_config.active_request_bias")
+                            .unsupported("active request bias"));
+                    }
+                    u32v(l.choice_count.as_ref()).unwrap_or(DEFAULT_CHOICE_COUNT)
+                }
+                _ => DEFAULT_CHOICE_COUNT,
+            };
+            if choice_count < 2 {
+                return Err(at
+                    .f("least_request_lb_config.choice_count")
+                    .invalid("must be at least 2"));
+            }
+            LbPolicy::LeastRequest { choice_count }
+        }
+        Ok(PbLb::RingHash) => {
+            let minimum_ring_size = match config {
+                Some(LbConfig::RingHashLbConfig(r)) => {
+                    if r.hash_function != 0 {
+                        return Err(at
+                            .f("ring_hash_lb_config.hash_function")
+                            .unsupported("only XX_HASH"));
+                    }
+                    r.minimum_ring_size
+                        .as_ref()
+                        .map_or(DEFAULT_MIN_RING, |v| v.value)
+                }
+                _ => DEFAULT_MIN_RING,
+            };
+            if minimum_ring_size == 0 || minimum_ring_size > MAX_RING {
+                return Err(at
+                    .f("ring_hash_lb_config.minimum_ring_size")
+                    .invalid(format_args!("must be in [1, {MAX_RING}]")));
+            }
+            LbPolicy::RingHash { minimum_ring_size }
+        }
+        Ok(PbLb::Maglev) => {
+            let table_size = match config {
+                Some(LbConfig::MaglevLbConfig(m)) => m
+                    .table_size
+                    .as_ref()
+                    .map_or(DEFAULT_MAGLEV_TABLE, |v| v.value),
+                _ => DEFAULT_MAGLEV_TABLE,
+            };
+            if table_size > MAX_MAGLEV_TABLE || !is_prime(table_size) {
+                return Err(at.f("maglev_lb_config.table_size").invalid(format_args!(
+                    "{table_size} is not a prime up to {MAX_MAGLEV_TABLE}"
+                )));
+            }
+            LbPolicy::Maglev { table_size }
+        }
+        Ok(other) => {
+            return Err(at
+                .f("lb_policy")
+                .unsupported(format_args!("{}", other.as_str_name())));
+        }
+        Err(_) => {
+            return Err(at
+                .f("lb_policy")
+                .invalid(format_args!("unknown policy {}", c.lb_policy)));
+        }
+    })
+}
+
+/// The DEFAULT-priority thresholds (Envoy's defaults for what is unset).
+fn circuit_breakers(c: &PbCluster) -> CircuitBreakers {
+    let mut out = CircuitBreakers::default();
+    let default = c.circuit_breakers.as_ref().and_then(|cb| {
+        cb.thresholds
+            .iter()
+            .find(|t| t.priority == RoutingPriority::Default as i32)
+    });
+    if let Some(t) = default {
+        let set = |v: &Option<xds::pb::google::protobuf::UInt32Value>, d: &mut u32| {
+            if let Some(v) = v {
+                *d = v.value;
+            }
+        };
+        set(&t.max_connections, &mut out.max_connections);
+        set(&t.max_pending_requests, &mut out.max_pending_requests);
+        set(&t.max_requests, &mut out.max_requests);
+        set(&t.max_retries, &mut out.max_retries);
+    }
+    out
+}
+
+/// Envoy's defaults: 5 consecutive 5xx (enforced 100 %; enforcement 0 % disables it, shown as
+/// `consecutive_5xx: 0`), 10 s interval, 30 s base ejection, 10 % max ejected; consecutive
+/// gateway failures only when their enforcement is above 0 % (its default).
+fn outlier(at: &At<'_>, o: &PbOutlier) -> Result<OutlierDetection, ModelError> {
+    let enforced = |v: &Option<xds::pb::google::protobuf::UInt32Value>, default: u32| {
+        u32v(v.as_ref()).unwrap_or(default) > 0
+    };
+    let consecutive_5xx = if enforced(&o.enforcing_consecutive_5xx, 100) {
+        u32v(o.consecutive_5xx.as_ref()).unwrap_or(5)
+    } else {
+        0
+    };
+    let consecutive_gateway_failure = enforced(&o.enforcing_consecutive_gateway_failure, 0)
+        .then(|| u32v(o.consecutive_gateway_failure.as_ref()).unwrap_or(5));
+    let max_ejection_percent = u32v(o.max_ejection_percent.as_ref()).unwrap_or(10);
+    if max_ejection_percent > 100 {
+        return Err(at.f("max_ejection_percent").invalid("above 100"));
+    }
+    let interval =
+        opt_duration(&at.f("interval"), o.interval.as_ref())?.unwrap_or(Duration::from_secs(10));
+    if interval.is_zero() {
+        return Err(at.f("interval").invalid("must be positive"));
+    }
+    Ok(OutlierDetection {
+        consecutive_5xx,
+        consecutive_gateway_failure,
+        interval,
+        base_ejection_time: opt_duration(
+            &at.f("base_ejection_time"),
+            o.base_ejection_time.as_ref(),
+        )?
+        .unwrap_or(Duration::from_secs(30)),
+        max_ejection_percent,
+    })
+}
+
+/// HTTP/2 upstream: `HttpProtocolOptions` with explicit HTTP/2, or with "use downstream" /
+/// "auto" that allow HTTP/2 (the model has no "follow the client" setting: such a cluster
+/// speaks HTTP/2); else the deprecated `http2_protocol_options`.
+fn http2(at: &At<'_>, c: &PbCluster) -> Result<bool, ModelError> {
+    let at = at.f("typed_extension_protocol_options").k(HTTP_OPTIONS_KEY);
+    if let Some(any) = c.typed_extension_protocol_options.get(HTTP_OPTIONS_KEY) {
+        if !holds::<HttpProtocolOptions>(any) {
+            return Err(at.invalid(format_args!("unexpected type {:?}", any.type_url)));
+        }
+        let o: HttpProtocolOptions = decode(&at, any)?;
+        return Ok(match &o.upstream_protocol_options {
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => {
+                matches!(
+                    e.protocol_config,
+                    Some(ProtocolConfig::Http2ProtocolOptions(_))
+                )
+            }
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                d.http2_protocol_options.is_some()
+            }
+            Some(UpstreamProtocolOptions::AutoConfig(a)) => a.http2_protocol_options.is_some(),
+            None => false,
+        });
+    }
+    #[allow(deprecated)]
+    let legacy = c.http2_protocol_options.is_some();
+    Ok(legacy)
+}

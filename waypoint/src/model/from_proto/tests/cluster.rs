@@ -1,0 +1,442 @@
+//! Clusters and cluster load assignments.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use xds::pb::envoy::config::cluster::v3::{
+    CircuitBreakers as PbBreakers, Cluster as PbCluster, OutlierDetection as PbOutlier,
+    circuit_breakers::Thresholds,
+    cluster::{
+        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy as PbLb,
+        LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig,
+    },
+};
+use xds::pb::envoy::config::core::v3::{Http2ProtocolOptions, Metadata};
+use xds::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint as PbEndpoint, LbEndpoint, LocalityLbEndpoints,
+    lb_endpoint::HostIdentifier,
+};
+use xds::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions,
+    http_protocol_options::{
+        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    },
+};
+use xds::pb::google::protobuf::{Struct, Value, value::Kind};
+
+use super::{any, secs, socket, u32v, where_};
+use crate::model::from_proto::{ModelError, cluster, endpoints};
+use crate::model::{CircuitBreakers, LbPolicy, OutlierDetection};
+
+fn eds(name: &str) -> PbCluster {
+    PbCluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            service_name: name.into(),
+            ..EdsClusterConfig::default()
+        }),
+        connect_timeout: Some(secs(10)),
+        ..PbCluster::default()
+    }
+}
+
+#[test]
+fn control_plane_cluster_converts() {
+    let c = cluster(&eds("outbound|8080||reviews.default.svc.cluster.local")).unwrap();
+    assert_eq!(c.name, "outbound|8080||reviews.default.svc.cluster.local");
+    assert_eq!(c.lb, LbPolicy::RoundRobin);
+    assert_eq!(c.connect_timeout, Duration::from_secs(10));
+    assert_eq!(c.circuit_breakers, CircuitBreakers::default());
+    assert_eq!(c.outlier, None);
+    assert!(!c.http2);
+
+    let mut unset = eds("c");
+    unset.connect_timeout = None;
+    assert_eq!(
+        cluster(&unset).unwrap().connect_timeout,
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn lb_policies() {
+    let with = |policy: PbLb, config: Option<LbConfig>| PbCluster {
+        lb_policy: policy as i32,
+        lb_config: config,
+        ..eds("c")
+    };
+    let cases: Vec<(PbCluster, Result<LbPolicy, &str>)> = vec![
+        (with(PbLb::Random, None), Ok(LbPolicy::Random)),
+        (
+            with(PbLb::LeastRequest, None),
+            Ok(LbPolicy::LeastRequest { choice_count: 2 }),
+        ),
+        (
+            with(
+                PbLb::LeastRequest,
+                Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                    choice_count: Some(u32v(5)),
+                    ..LeastRequestLbConfig::default()
+                })),
+            ),
+            Ok(LbPolicy::LeastRequest { choice_count: 5 }),
+        ),
+        (
+            with(PbLb::RingHash, None),
+            Ok(LbPolicy::RingHash {
+                minimum_ring_size: 1024,
+            }),
+        ),
+        (
+            with(
+                PbLb::RingHash,
+                Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+                    minimum_ring_size: Some(xds::pb::google::protobuf::UInt64Value { value: 64 }),
+                    ..RingHashLbConfig::default()
+                })),
+            ),
+            Ok(LbPolicy::RingHash {
+                minimum_ring_size: 64,
+            }),
+        ),
+        (
+            with(PbLb::Maglev, None),
+            Ok(LbPolicy::Maglev { table_size: 65537 }),
+        ),
+        (
+            with(
+                PbLb::Maglev,
+                Some(LbConfig::MaglevLbConfig(MaglevLbConfig {
+                    table_size: Some(xds::pb::google::protobuf::UInt64Value { value: 1000 }),
+                })),
+            ),
+            Err("invalid"),
+        ),
+        (
+            with(
+                PbLb::LeastRequest,
+                Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                    choice_count: Some(u32v(1)),
+                    ..LeastRequestLbConfig::default()
+                })),
+            ),
+            Err("invalid"),
+        ),
+        (with(PbLb::ClusterProvided, None), Err("unsupported")),
+        (
+            PbCluster {
+                lb_policy: 42,
+                ..eds("c")
+            },
+            Err("invalid"),
+        ),
+    ];
+    for (c, want) in cases {
+        let got = cluster(&c).map(|c| c.lb).map_err(|e| where_(&e).1);
+        assert_eq!(got, want, "{:?}", c.lb_policy);
+    }
+}
+
+#[test]
+fn breakers_outlier_and_http2() {
+    let mut c = eds("c");
+    c.circuit_breakers = Some(PbBreakers {
+        thresholds: vec![
+            Thresholds {
+                priority: 1,
+                max_connections: Some(u32v(1)),
+                ..Thresholds::default()
+            },
+            Thresholds {
+                max_connections: Some(u32v(100)),
+                max_retries: Some(u32v(7)),
+                ..Thresholds::default()
+            },
+        ],
+        ..PbBreakers::default()
+    });
+    c.outlier_detection = Some(PbOutlier {
+        consecutive_5xx: Some(u32v(3)),
+        interval: Some(secs(5)),
+        ..PbOutlier::default()
+    });
+    c.typed_extension_protocol_options = HashMap::from([(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+        any(&HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..HttpProtocolOptions::default()
+        }),
+    )]);
+    let got = cluster(&c).unwrap();
+    assert_eq!(
+        got.circuit_breakers,
+        CircuitBreakers {
+            max_connections: 100,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 7,
+        }
+    );
+    assert_eq!(
+        got.outlier,
+        Some(OutlierDetection {
+            consecutive_5xx: 3,
+            consecutive_gateway_failure: None,
+            interval: Duration::from_secs(5),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_percent: 10,
+        })
+    );
+    assert!(got.http2);
+
+    // Enforcement 0 % disables consecutive 5xx; enforced gateway failures default to 5.
+    c.outlier_detection = Some(PbOutlier {
+        consecutive_5xx: Some(u32v(0)),
+        enforcing_consecutive_5xx: Some(u32v(0)),
+        enforcing_consecutive_gateway_failure: Some(u32v(100)),
+        ..PbOutlier::default()
+    });
+    let o = cluster(&c).unwrap().outlier.unwrap();
+    assert_eq!(
+        (o.consecutive_5xx, o.consecutive_gateway_failure),
+        (0, Some(5))
+    );
+
+    #[allow(deprecated)]
+    let legacy = PbCluster {
+        http2_protocol_options: Some(Http2ProtocolOptions::default()),
+        ..eds("c")
+    };
+    assert!(cluster(&legacy).unwrap().http2);
+}
+
+#[test]
+fn rejected_clusters() {
+    let cases: Vec<(PbCluster, &str)> = vec![
+        (
+            PbCluster {
+                cluster_discovery_type: None,
+                ..eds("c")
+            },
+            "type",
+        ),
+        (
+            PbCluster {
+                connect_timeout: Some(secs(0)),
+                ..eds("c")
+            },
+            "connect_timeout",
+        ),
+        (
+            PbCluster {
+                connect_timeout: Some(secs(-1)),
+                ..eds("c")
+            },
+            "connect_timeout",
+        ),
+        (
+            PbCluster {
+                lb_subset_config: Some(Default::default()),
+                ..eds("c")
+            },
+            "lb_subset_config",
+        ),
+    ];
+    for (c, field) in cases {
+        let e = cluster(&c).unwrap_err();
+        assert_eq!(where_(&e).0, field, "{e}");
+    }
+}
+
+fn string(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+
+fn lb_endpoint(ip: &str, port: u32, istio: Option<Vec<(&str, Value)>>) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(PbEndpoint {
+            address: Some(socket(ip, port)),
+            ..PbEndpoint::default()
+        })),
+        metadata: istio.map(|fields| Metadata {
+            filter_metadata: HashMap::from([(
+                "istio".to_owned(),
+                Struct {
+                    fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                },
+            )]),
+            ..Metadata::default()
+        }),
+        load_balancing_weight: Some(u32v(1)),
+        ..LbEndpoint::default()
+    }
+}
+
+fn cla(lb_endpoints: Vec<LbEndpoint>) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: "outbound|8080||reviews".into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints,
+            locality: Some(Default::default()),
+            load_balancing_weight: Some(u32v(1)),
+            ..LocalityLbEndpoints::default()
+        }],
+        ..ClusterLoadAssignment::default()
+    }
+}
+
+#[test]
+fn control_plane_endpoints_convert() {
+    let got = endpoints(&cla(vec![
+        lb_endpoint(
+            "10.0.0.5",
+            9080,
+            Some(vec![
+                ("workload", string("Kubernetes//Pod/default/reviews-1")),
+                ("tunnel", string("hbone")),
+                (
+                    "identity",
+                    string("spiffe://cluster.local/ns/default/sa/reviews"),
+                ),
+            ]),
+        ),
+        lb_endpoint(
+            "fd00::6",
+            9080,
+            Some(vec![
+                ("workload", string("uid-2")),
+                ("tunnel", string("")),
+                ("identity", string("")),
+            ]),
+        ),
+        LbEndpoint {
+            health_status: 2,
+            load_balancing_weight: None,
+            ..lb_endpoint("10.0.0.7", 9080, None)
+        },
+    ]))
+    .unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].address, "10.0.0.5:9080".parse().unwrap());
+    assert_eq!(
+        got[0].workload.as_deref(),
+        Some("Kubernetes//Pod/default/reviews-1")
+    );
+    assert!(got[0].hbone && got[0].healthy);
+    assert_eq!(
+        got[0].identity.as_ref().map(|i| i.to_uri()).as_deref(),
+        Some("spiffe://cluster.local/ns/default/sa/reviews")
+    );
+    assert_eq!(got[1].address, "[fd00::6]:9080".parse().unwrap());
+    assert!(!got[1].hbone);
+    assert_eq!(got[1].identity, None);
+    assert!(!got[2].healthy);
+    assert_eq!((got[2].weight, got[2].workload.as_deref()), (1, None));
+}
+
+#[test]
+fn priorities_and_named_endpoints() {
+    let mut a = cla(vec![lb_endpoint("10.0.0.1", 80, None)]);
+    a.endpoints.push(LocalityLbEndpoints {
+        priority: 1,
+        lb_endpoints: vec![LbEndpoint {
+            host_identifier: Some(HostIdentifier::EndpointName("backup".into())),
+            ..LbEndpoint::default()
+        }],
+        ..LocalityLbEndpoints::default()
+    });
+    a.named_endpoints = HashMap::from([(
+        "backup".to_owned(),
+        PbEndpoint {
+            address: Some(socket("10.0.0.2", 80)),
+            ..PbEndpoint::default()
+        },
+    )]);
+    let got = endpoints(&a).unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.address.to_string(), e.priority))
+            .collect::<Vec<_>>(),
+        vec![("10.0.0.1:80".into(), 0), ("10.0.0.2:80".into(), 1)]
+    );
+}
+
+#[test]
+fn rejected_endpoints() {
+    let bad_identity = lb_endpoint(
+        "10.0.0.5",
+        9080,
+        Some(vec![(
+            "identity",
+            string("spiffe://cluster.local/ns/default"),
+        )]),
+    );
+    let e = endpoints(&cla(vec![bad_identity])).unwrap_err();
+    assert!(
+        matches!(&e, ModelError::Identity { endpoint, .. } if endpoint.to_string() == "10.0.0.5:9080"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("endpoint 10.0.0.5:9080"), "{e}");
+
+    let cases: Vec<(LbEndpoint, &str)> = vec![
+        (
+            LbEndpoint {
+                load_balancing_weight: Some(u32v(0)),
+                ..lb_endpoint("10.0.0.1", 80, None)
+            },
+            "endpoints[0].lb_endpoints[0].load_balancing_weight",
+        ),
+        (
+            lb_endpoint("10.0.0.1", 0, None),
+            "endpoints[0].lb_endpoints[0].endpoint.address.port_value",
+        ),
+        (
+            lb_endpoint("pod.example", 80, None),
+            "endpoints[0].lb_endpoints[0].endpoint.address.address",
+        ),
+        (
+            lb_endpoint(
+                "10.0.0.1",
+                80,
+                Some(vec![(
+                    "tunnel",
+                    Value {
+                        kind: Some(Kind::BoolValue(true)),
+                    },
+                )]),
+            ),
+            "endpoints[0].lb_endpoints[0].metadata.filter_metadata[\"istio\"].tunnel",
+        ),
+        (
+            LbEndpoint {
+                health_status: 99,
+                ..lb_endpoint("10.0.0.1", 80, None)
+            },
+            "endpoints[0].lb_endpoints[0].health_status",
+        ),
+        (
+            LbEndpoint {
+                host_identifier: Some(HostIdentifier::EndpointName("nope".into())),
+                ..LbEndpoint::default()
+            },
+            "endpoints[0].lb_endpoints[0].endpoint_name",
+        ),
+    ];
+    for (ep, field) in cases {
+        let e = endpoints(&cla(vec![ep])).unwrap_err();
+        assert_eq!(where_(&e).0, field, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("ClusterLoadAssignment \"outbound|8080||reviews\"")
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! Upstream connections: dial an endpoint (HBONE to its node tunnel at `ip:15008` under the
+//! waypoint's identity, expecting the endpoint's identity, authority `podIP:targetPort`; or plain
+//! TCP for endpoints outside the mesh), then HTTP/1.1 or HTTP/2 on top, pooled per endpoint.
+//!
+//! HTTP/1.1 senders go back to an idle list once their response has been read to the end
+//! (hyper's `ready()` resolves then); an idle connection the server closed is detected when the
+//! request could not be written (hyper hands the request back) and the request goes on a fresh
+//! connection. HTTP/2 uses one multiplexed connection per endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hbone::Identity;
+use hbone::client::{ConnectRequest, Pool, PoolKey};
+use hbone::headers::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::model::Endpoint;
+
+/// Idle HTTP/1.1 connections kept per endpoint.
+const MAX_IDLE_PER_ENDPOINT: usize = 64;
+/// The node tunnel's HBONE port.
+pub const HBONE_PORT: u16 = 15008;
+
+/// Any upstream byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Why an upstream attempt failed before a response arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connecting to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HBONE to {addr}: {source}")]
+    Hbone {
+        addr: SocketAddr,
+        #[source]
+        source: hbone::client::ClientError,
+    },
+    #[error("HTTP handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("request to {addr}: {source}")]
+    Request {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+impl UpstreamError {
+    /// Whether the connection never carried the request (connect-failure, for retries).
+    pub fn is_connect_failure(&self) -> bool {
+        !matches!(self, UpstreamError::Request { .. })
+    }
+    /// Envoy's `response_flags` for this failure.
+    pub fn response_flag(&self) -> &'static str {
+        match self {
+            UpstreamError::Request { .. } => "UR",
+            _ => "UF",
+        }
+    }
+}
+
+/// Where and how to send one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub endpoint: &'a Endpoint,
+    pub http2: bool,
+    pub connect_timeout: Duration,
+    /// The downstream client, for the tunnel's `forwarded` header.
+    pub client: SocketAddr,
+}
+
+#[derive(Default)]
+struct Idle {
+    h1: HashMap<SocketAddr, Vec<http1::SendRequest<ProxyBody>>>,
+    h2: HashMap<SocketAddr, http2::SendRequest<ProxyBody>>,
+}
+
+/// The upstream side of the proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Upstream {
+    hbone: Pool,
+    identity: Identity,
+    idle: Arc<Mutex<Idle>>,
+}
+
+impl Upstream {
+    pub fn new(hbone: Pool, identity: Identity) -> Self {
+        Self {
+            hbone,
+            identity,
+            idle: Arc::default(),
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a byte stream to the endpoint (for HTTP, TCP proxying or an upgraded connection).
+    pub async fn dial(&self, t: Target<'_>) -> Result<Box<dyn Io>, UpstreamError> {
+        let ep = t.endpoint;
+        if ep.hbone {
+            let dst = SocketAddr::new(ep.address.ip(), HBONE_PORT);
+            let key = PoolKey::new(
+                self.identity.clone(),
+                ep.identity.iter().cloned().collect(),
+                None,
+                dst,
+            );
+            let mut req = ConnectRequest::new(Authority::Addr(ep.address));
+            req.forwarded = Some((t.client, None));
+            let stream = tokio::time::timeout(t.connect_timeout, self.hbone.connect(&key, &req))
+                .await
+                .map_err(|_| UpstreamError::ConnectTimeout { addr: dst })?
+                .map_err(|source| UpstreamError::Hbone { addr: dst, source })?;
+            return Ok(Box::new(stream));
+        }
+        let addr = ep.address;
+        let tcp = tokio::time::timeout(t.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout { addr })?
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        Ok(Box::new(tcp))
+    }
+
+    /// Sends one request and waits for the response head.
+    pub async fn send(
+        &self,
+        t: Target<'_>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        if t.http2 {
+            self.send_h2(t, req).await
+        } else {
+            self.send_h1(t, req).await
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        t: Target<'_>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let addr = t.endpoint.address;
+        loop {
+            let pooled = {
+                let mut idle = self.idle();
+                let list = idle.h1.entry(addr).or_default();
+                let mut found = None;
+                while let Some(s) = list.pop() {
+                    if s.is_ready() {
+                        found = Some(s);
+                        break;
+                    }
+                }
+                found
+            };
+            let Some(mut sender) = pooled else { break };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.recycle_h1(addr, sender);
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the idle connection was gone; try the next one.
+                    Some(back) => req = back,
+                    None => {
+                        return Err(UpstreamError::Request {
+                            addr,
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        let io = self.dial(t).await?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| UpstreamError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/1.1 connection ended");
+            }
+        });
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|source| UpstreamError::Request { addr, source })?;
+        self.recycle_h1(addr, sender);
+        Ok(resp)
+    }
+
+    /// Puts a sender back once its response has been read to the end.
+    fn recycle_h1(&self, addr: SocketAddr, mut sender: http1::SendRequest<ProxyBody>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = me.idle();
+                let list = idle.h1.entry(addr).or_default();
+                if list.len() < MAX_IDLE_PER_ENDPOINT {
+                    list.push(sender);
+                }
+            }
+        });
+    }
+
+    async fn send_h2(
+        &self,
+        t: Target<'_>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let addr = t.endpoint.address;
+        let existing = {
+            let mut idle = self.idle();
+            match idle.h2.get(&addr) {
+                Some(s) if !s.is_closed() => Some(s.clone()),
+                Some(_) => {
+                    idle.h2.remove(&addr);
+                    None
+                }
+                None => None,
+            }
+        };
+        let mut sender = match existing {
+            Some(s) => s,
+            None => {
+                let io = self.dial(t).await?;
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                    .await
+                    .map_err(|source| UpstreamError::Handshake { addr, source })?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
+                    }
+                });
+                self.idle().h2.insert(addr, sender.clone());
+                sender
+            }
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|source| UpstreamError::Request { addr, source })?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|source| UpstreamError::Request { addr, source })
+    }
+
+    /// Pooled connections: (idle HTTP/1.1, HTTP/2), for the config dump.
+    pub fn counts(&self) -> (usize, usize) {
+        let idle = self.idle();
+        (idle.h1.values().map(Vec::len).sum(), idle.h2.len())
+    }
+}
