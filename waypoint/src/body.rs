@@ -42,15 +42,24 @@ pub struct Observed<B> {
     inner: B,
     bytes: u64,
     done: Option<Box<dyn FnOnce(u64, bool) + Send + Sync>>,
+    /// `inner.is_end_stream()`, captured where `B: Body` is known.
+    ended: fn(&B) -> bool,
 }
 
-impl<B> Observed<B> {
+impl<B: Body> Observed<B> {
     pub fn new(inner: B, done: impl FnOnce(u64, bool) + Send + Sync + 'static) -> Self {
         Self {
             inner,
             bytes: 0,
             done: Some(Box::new(done)),
+            ended: B::is_end_stream,
         }
+    }
+}
+
+impl<B> Observed<B> {
+    fn inner_end_stream(&self) -> bool {
+        (self.ended)(&self.inner)
     }
 
     fn finish(&mut self, clean: bool) {
@@ -62,7 +71,9 @@ impl<B> Observed<B> {
 
 impl<B> Drop for Observed<B> {
     fn drop(&mut self) {
-        self.finish(false);
+        // hyper drops an empty body without polling it: that is a clean end, not a disconnect.
+        let clean = self.inner_end_stream();
+        self.finish(clean);
     }
 }
 
@@ -123,12 +134,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropped_body_reports_unclean() {
+    async fn dropped_body_reports_unclean_unless_it_was_empty() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         drop(Observed::new(full("x"), move |n, clean| {
             s.lock().unwrap().push((n, clean))
         }));
-        assert_eq!(*seen.lock().unwrap(), vec![(0, false)]);
+        let s = seen.clone();
+        drop(Observed::new(crate::body::empty(), move |n, clean| {
+            s.lock().unwrap().push((n, clean))
+        }));
+        assert_eq!(*seen.lock().unwrap(), vec![(0, false), (0, true)]);
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
@@ -16,13 +16,20 @@ use crate::state::State;
 use crate::telemetry::TrafficLabels;
 use crate::upstream::{Io, Target};
 
+/// Budget for a request head (HTTP/1.1).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 PING interval and the time to answer it.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+/// Concurrent HTTP/2 streams per downstream connection.
+const MAX_STREAMS: u32 = 1000;
 /// How long a draining HTTP connection may finish its requests.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for a client's first bytes before treating the connection as opaque TCP
 /// (a server-first protocol on an HTTP port).
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `io` until it ends (or `shutdown` drains it).
+/// Serves `io` until it ends (or `shutdown` drains it). A destination that is an endpoint
+/// address (not a Service) is proxied straight to that endpoint.
 pub async fn serve(
     proxy: Arc<Proxy>,
     down: Arc<Downstream>,
@@ -31,6 +38,25 @@ pub async fn serve(
 ) {
     let io: Box<dyn Io> = Box::new(io);
     let state = proxy.store.current();
+    if let Some(known) = state.endpoints.get(&down.destination) {
+        // Workload-addressed traffic (a workload waypoint, spec §3.1 step 7): no Service routes
+        // apply; the bytes go to that endpoint, carried under the waypoint's identity. L7
+        // policies cannot be applied to opaque bytes, so with any in force this fails closed.
+        if has_rbac(&state) {
+            tracing::warn!(destination = %down.destination, "workload-addressed traffic refused: L7 policies apply to this waypoint");
+            return;
+        }
+        let cluster = known.cluster.clone();
+        return tcp_proxy(
+            proxy,
+            down.clone(),
+            io,
+            &cluster,
+            Some(down.destination),
+            &mut shutdown,
+        )
+        .await;
+    }
     let Some(listener) = state.by_port.get(&down.destination.port()).cloned() else {
         tracing::warn!(destination = %down.destination, "no listener for this port; closing");
         return;
@@ -48,8 +74,13 @@ pub async fn serve(
             if sniffed != Sniffed::Opaque {
                 return serve_http(proxy, down, io, shutdown).await;
             }
+            // Opaque bytes would bypass the L7 policies of this port: fail closed.
+            if matches!(&listener.kind, ListenerKind::Http { filters, .. } if !filters.is_empty()) {
+                tracing::warn!(destination = %down.destination, "non-HTTP bytes on a port with L7 policies; closing");
+                return;
+            }
             match catch_all_cluster(&state, &down) {
-                Some(c) => return tcp_proxy(proxy, down, io, &c, &mut shutdown).await,
+                Some(c) => return tcp_proxy(proxy, down, io, &c, None, &mut shutdown).await,
                 None => {
                     tracing::warn!(destination = %down.destination, "opaque bytes and no catch-all route; closing");
                     return;
@@ -57,7 +88,7 @@ pub async fn serve(
             }
         }
     };
-    tcp_proxy(proxy, down, io, &cluster, &mut shutdown).await;
+    tcp_proxy(proxy, down, io, &cluster, None, &mut shutdown).await;
 }
 
 async fn serve_http(
@@ -68,7 +99,19 @@ async fn serve_http(
 ) {
     let service =
         hyper::service::service_fn(move |req| pipeline::handle(proxy.clone(), down.clone(), req));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Slow clients cannot hold a connection open forever: request heads must arrive within
+    // HEADER_TIMEOUT; idle HTTP/2 peers are pinged and dropped when they stop answering.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(KEEPALIVE))
+        .keep_alive_timeout(KEEPALIVE);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -82,6 +125,14 @@ async fn serve_http(
             let _ = tokio::time::timeout(DRAIN_GRACE, conn).await;
         }
     }
+}
+
+/// Whether any listener carries RBAC filters.
+fn has_rbac(state: &State) -> bool {
+    state
+        .by_port
+        .values()
+        .any(|l| matches!(&l.kind, ListenerKind::Http { filters, .. } if !filters.is_empty()))
 }
 
 /// The first cluster of the destination's catch-all route (`prefix: /`), for opaque bytes on
@@ -104,12 +155,14 @@ fn catch_all_cluster(state: &State, down: &Downstream) -> Option<String> {
         })
 }
 
-/// Opaque TCP to one endpoint of `cluster`, with Istio's TCP metrics.
+/// Opaque TCP to one endpoint of `cluster` (the balancer's pick, or the endpoint at `direct`),
+/// with Istio's TCP metrics.
 async fn tcp_proxy(
     proxy: Arc<Proxy>,
     down: Arc<Downstream>,
     io: impl Io,
     cluster: &str,
+    direct: Option<std::net::SocketAddr>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let state = proxy.store.current();
@@ -117,7 +170,11 @@ async fn tcp_proxy(
         tracing::warn!(cluster, "TCP route to an unknown cluster; closing");
         return;
     };
-    let Some(i) = cs.pick(None, &[]) else {
+    let picked = match direct {
+        Some(addr) => cs.endpoints.iter().position(|e| e.address == addr),
+        None => cs.pick(None, &[]),
+    };
+    let Some(i) = picked else {
         tracing::warn!(cluster, "no healthy upstream for TCP; closing");
         return;
     };

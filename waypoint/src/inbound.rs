@@ -31,16 +31,12 @@ impl InboundHandler for Inbound {
                     r.authority
                 )));
             };
-            if !self
-                .proxy
-                .store
-                .current()
-                .by_port
-                .contains_key(&destination.port())
+            let state = self.proxy.store.current();
+            if !state.by_port.contains_key(&destination.port())
+                && !state.endpoints.contains_key(&destination)
             {
                 return Err(Rejected::Unavailable(format!(
-                    "no listener for port {}",
-                    destination.port()
+                    "{destination} is neither a Service port nor an endpoint this waypoint serves"
                 )));
             }
             let baggage = r

@@ -20,34 +20,39 @@ pub enum Sniffed {
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const METHODS: &[&[u8]] = &[
-    b"GET ",
-    b"POST ",
-    b"PUT ",
-    b"DELETE ",
-    b"HEAD ",
-    b"OPTIONS ",
-    b"PATCH ",
-    b"CONNECT ",
-    b"TRACE ",
-];
+/// Longest method token we wait for (RFC 9110 methods are short; extensions too in practice).
+const MAX_METHOD: usize = 32;
 
-/// Classifies a prefix: `None` while more bytes could change the answer.
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Classifies a prefix: `None` while more bytes could change the answer. HTTP/1 is a request
+/// line's method token followed by a space (after any empty lines, which RFC 9112 says servers
+/// ignore); HTTP/2 is the connection preface.
 pub fn classify(prefix: &[u8]) -> Option<Sniffed> {
-    let could_be = |want: &[u8]| {
-        let n = prefix.len().min(want.len());
-        prefix[..n] == want[..n]
+    let n = prefix.len().min(H2_PREFACE.len());
+    if prefix[..n] == H2_PREFACE[..n] {
+        return if prefix.len() >= H2_PREFACE.len() {
+            Some(Sniffed::Http2)
+        } else {
+            None
+        };
+    }
+    let line = {
+        let mut p = prefix;
+        while let Some(rest) = p.strip_prefix(b"\r\n").or_else(|| p.strip_prefix(b"\n")) {
+            p = rest;
+        }
+        p
     };
-    if prefix.starts_with(H2_PREFACE) {
-        return Some(Sniffed::Http2);
+    let token = line.iter().take_while(|b| tchar(**b)).count();
+    match line.get(token) {
+        Some(b' ') if token > 0 => Some(Sniffed::Http1),
+        Some(_) => Some(Sniffed::Opaque),
+        None if token <= MAX_METHOD && prefix.len() < 1024 => None,
+        None => Some(Sniffed::Opaque),
     }
-    if METHODS.iter().any(|m| prefix.starts_with(m)) {
-        return Some(Sniffed::Http1);
-    }
-    if could_be(H2_PREFACE) || METHODS.iter().any(|m| could_be(m)) {
-        return None;
-    }
-    Some(Sniffed::Opaque)
 }
 
 /// A stream that first yields `prefix`.
@@ -147,8 +152,12 @@ mod tests {
         assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
         assert_eq!(classify(H2_PREFACE), Some(Sniffed::Http2));
         assert_eq!(classify(b"\x16\x03\x01"), Some(Sniffed::Opaque));
-        assert_eq!(classify(b"SSH-2.0"), Some(Sniffed::Opaque));
-        assert_eq!(classify(b"GETX"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"SSH-2.0-OpenSSH_9.6\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"GETX"), None);
+        assert_eq!(classify(b"GET/"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"\r\nGET / HTTP/1.1"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"PROPFIND / HTTP/1.1"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"\r\n"), None);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 pub mod context;
 mod forward;
 pub mod local;
+pub mod normalize;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -18,7 +18,7 @@ use hbone::headers::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -246,7 +246,12 @@ impl Upstream {
             Some(s) => s,
             None => {
                 let io = self.dial(t).await?;
-                let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(20)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .keep_alive_while_idle(true)
+                    .handshake(TokioIo::new(io))
                     .await
                     .map_err(|source| UpstreamError::Handshake { addr, source })?;
                 tokio::spawn(async move {
@@ -258,14 +263,22 @@ impl Upstream {
                 sender
             }
         };
-        sender
-            .ready()
-            .await
-            .map_err(|source| UpstreamError::Request { addr, source })?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|source| UpstreamError::Request { addr, source })
+        let sent = match sender.ready().await {
+            Ok(()) => sender.send_request(req).await,
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
+            // A failed connection is not handed out again.
+            let mut idle = self.idle();
+            if idle
+                .h2
+                .get(&addr)
+                .is_some_and(|s| s.is_closed() || !s.is_ready())
+            {
+                idle.h2.remove(&addr);
+            }
+        }
+        sent.map_err(|source| UpstreamError::Request { addr, source })
     }
 
     /// Pooled connections: (idle HTTP/1.1, HTTP/2), for the config dump.

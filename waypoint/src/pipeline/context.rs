@@ -131,10 +131,9 @@ impl RequestContext {
             started: Instant::now(),
             start_time: SystemTime::now(),
             method: parts.method.clone(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            path: super::normalize::normalize(
+                parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            ),
             authority,
             version: parts.version,
             grpc,

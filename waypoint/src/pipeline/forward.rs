@@ -97,7 +97,9 @@ pub(super) async fn forward(
     action::apply_headers(&wc.request_headers, h);
     ctx.tracing_headers(h);
     let hash = action::hash_key(&fwd.hash_policy, &ctx.view(h), &ctx.down.view());
-    let http2 = cs.cluster.http2 || parts.version == Version::HTTP_2;
+    // HTTP/2 upstream when the cluster says so, or for gRPC; otherwise HTTP/1.1 (an h2c client
+    // of an HTTP/1.1-only app must still reach it).
+    let http2 = cs.cluster.http2 || ctx.grpc;
     let (uri, version) = if http2 {
         h.remove(http::header::HOST);
         (format!("http://{host}{path}"), Version::HTTP_2)
@@ -109,7 +111,9 @@ pub(super) async fn forward(
     };
     let prepared = Prepared {
         method: parts.method.clone(),
-        uri: uri.parse().map_err(|_| LocalReply::NoRoute)?,
+        uri: uri
+            .parse()
+            .map_err(|e| LocalReply::BadRequest(format!("host {host:?}: {e}")))?,
         headers: parts.headers,
         version,
     };
@@ -119,7 +123,7 @@ pub(super) async fn forward(
         // `fits`: hyper enforces the announced length, so the upper bound holds.
         match body.collect().await {
             Ok(b) => (Some(b.to_bytes()), None),
-            Err(e) => return Err(LocalReply::UpstreamFailure(format!("request body: {e}"))),
+            Err(e) => return Err(LocalReply::BadRequest(format!("request body: {e}"))),
         }
     } else {
         (None, Some(body))
@@ -142,7 +146,12 @@ pub(super) async fn forward(
             let body = match (&replay, once.take()) {
                 (Some(b), _) => full(b.clone()),
                 (None, Some(b)) => b,
-                (None, None) => return Err(LocalReply::UpstreamFailure("body consumed".into())),
+                (None, None) => {
+                    return Err(LocalReply::UpstreamFailure {
+                        reason: "request body already sent".into(),
+                        flag: "UR",
+                    });
+                }
             };
             let target = Target {
                 endpoint: ep,
@@ -172,8 +181,8 @@ pub(super) async fn forward(
                 }
                 Err(AttemptError::Upstream(_)) => AttemptOutcome::Reset,
             };
-            let again = ctx.attempts < max && retry.is_some_and(|r| action::retriable(r, &outcome));
-            if again {
+            let retriable = retry.is_some_and(|r| action::retriable(r, &outcome));
+            if retriable && ctx.attempts < max {
                 if let Some(r) = retry {
                     let unit: f64 = rand::rng().random();
                     tokio::time::sleep(action::backoff(r, ctx.attempts - 1, unit)).await;
@@ -181,13 +190,17 @@ pub(super) async fn forward(
                 tracing::debug!(attempt = ctx.attempts, ?outcome, "retrying");
                 continue;
             }
+            if retriable && max > 1 {
+                // Envoy's URX: the retry budget ran out on a retriable outcome.
+                ctx.flags.push("URX");
+            }
             return match result {
                 Ok(r) => Ok(r),
                 Err(AttemptError::Timeout) => Err(LocalReply::Timeout),
-                Err(AttemptError::Upstream(e)) => {
-                    ctx.flags.push(e.response_flag());
-                    Err(LocalReply::UpstreamFailure(e.to_string()))
-                }
+                Err(AttemptError::Upstream(e)) => Err(LocalReply::UpstreamFailure {
+                    reason: e.to_string(),
+                    flag: e.response_flag(),
+                }),
             };
         }
     };
@@ -197,9 +210,6 @@ pub(super) async fn forward(
             .unwrap_or(Err(LocalReply::Timeout))?,
         None => attempts.await?,
     };
-    if ctx.attempts > 1 {
-        ctx.flags.push("URX");
-    }
     Ok(respond(
         resp,
         vh,

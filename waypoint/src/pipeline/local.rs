@@ -10,16 +10,19 @@ use crate::body::{ProxyBody, empty, full};
 /// Why the waypoint answered itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalReply {
-    /// RBAC denied: 403 `RBAC: access denied` (flag `RBAC`... Envoy sets `RBAC_ACCESS_DENIED`).
+    /// RBAC denied: 403 `RBAC: access denied` (no response flag, as Envoy; the access log names
+    /// the policy).
     Denied,
+    /// A malformed request (e.g. an unusable Host) or a body that failed to arrive: 400 (`DPE`).
+    BadRequest(String),
     /// No virtual host or route matched: 404 (`NR`).
     NoRoute,
     /// The route's cluster is unknown: 503 (`NC`).
     NoCluster,
     /// No healthy endpoint: 503 `no healthy upstream` (`UH`).
     NoHealthyUpstream,
-    /// Connect failure or reset before headers: 503 (`UF`/`UR`).
-    UpstreamFailure(String),
+    /// Connect failure (`UF`) or reset before headers (`UR`); with `URX` when retries ran out: 503.
+    UpstreamFailure { reason: String, flag: &'static str },
     /// The route timeout passed: 504 `upstream request timeout` (`UT`).
     Timeout,
     /// A redirect route.
@@ -35,10 +38,11 @@ impl LocalReply {
     pub fn status(&self) -> StatusCode {
         match self {
             LocalReply::Denied => StatusCode::FORBIDDEN,
+            LocalReply::BadRequest(_) => StatusCode::BAD_REQUEST,
             LocalReply::NoRoute => StatusCode::NOT_FOUND,
             LocalReply::NoCluster
             | LocalReply::NoHealthyUpstream
-            | LocalReply::UpstreamFailure(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | LocalReply::UpstreamFailure { .. } => StatusCode::SERVICE_UNAVAILABLE,
             LocalReply::Timeout => StatusCode::GATEWAY_TIMEOUT,
             LocalReply::Redirect { status, .. } | LocalReply::Direct { status, .. } => *status,
         }
@@ -47,11 +51,12 @@ impl LocalReply {
     /// Envoy's `response_flags` value, if any.
     pub fn flag(&self) -> Option<&'static str> {
         match self {
-            LocalReply::Denied => Some("RBAC_ACCESS_DENIED"),
+            LocalReply::Denied => None,
+            LocalReply::BadRequest(_) => Some("DPE"),
             LocalReply::NoRoute => Some("NR"),
             LocalReply::NoCluster => Some("NC"),
             LocalReply::NoHealthyUpstream => Some("UH"),
-            LocalReply::UpstreamFailure(_) => Some("UF"),
+            LocalReply::UpstreamFailure { flag, .. } => Some(flag),
             LocalReply::Timeout => Some("UT"),
             LocalReply::Redirect { .. } | LocalReply::Direct { .. } => None,
         }
@@ -63,8 +68,9 @@ impl LocalReply {
             LocalReply::NoRoute | LocalReply::Redirect { .. } => Bytes::new(),
             LocalReply::NoCluster => Bytes::from_static(b"cluster not found"),
             LocalReply::NoHealthyUpstream => Bytes::from_static(b"no healthy upstream"),
-            LocalReply::UpstreamFailure(why) => Bytes::from(format!(
-                "upstream connect error or disconnect/reset before headers. reset reason: {why}"
+            LocalReply::BadRequest(why) => Bytes::from(format!("bad request: {why}")),
+            LocalReply::UpstreamFailure { reason, .. } => Bytes::from(format!(
+                "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
             )),
             LocalReply::Timeout => Bytes::from_static(b"upstream request timeout"),
             LocalReply::Direct { body, .. } => body.clone(),
