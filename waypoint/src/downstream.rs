@@ -71,8 +71,12 @@ pub async fn serve(
                     return;
                 }
             };
-            if sniffed != Sniffed::Opaque {
-                return serve_http(proxy, down, io, shutdown).await;
+            match sniffed {
+                Sniffed::Http1 | Sniffed::Http2 => {
+                    return serve_http(proxy, down, io, shutdown).await;
+                }
+                Sniffed::Closed => return,
+                Sniffed::Opaque => {}
             }
             // Opaque bytes would bypass the L7 policies of this port: fail closed.
             if matches!(&listener.kind, ListenerKind::Http { filters, .. } if !filters.is_empty()) {

@@ -17,6 +17,8 @@ pub enum Sniffed {
     /// Anything else (including a client that sent nothing before the sniff deadline: a
     /// server-first protocol).
     Opaque,
+    /// The client closed before sending a byte.
+    Closed,
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -128,7 +130,11 @@ pub async fn sniff<S: AsyncRead + Unpin>(
                 return Ok::<_, io::Error>(v);
             }
             if io.read_buf(&mut buf).await? == 0 {
-                return Ok(Sniffed::Opaque);
+                return Ok(if buf.is_empty() {
+                    Sniffed::Closed
+                } else {
+                    Sniffed::Opaque
+                });
             }
         }
     })

@@ -22,11 +22,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::body::ProxyBody;
+use crate::body::{Observed, ProxyBody, boxed};
 use crate::model::Endpoint;
 
 /// Idle HTTP/1.1 connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;
+/// How long a pooled HTTP/1.1 sender may take to become ready again.
+const READY_WAIT: Duration = Duration::from_millis(100);
 /// The node tunnel's HBONE port.
 pub const HBONE_PORT: u16 = 15008;
 
@@ -149,9 +151,9 @@ impl Upstream {
         &self,
         t: Target<'_>,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
         if t.http2 {
-            self.send_h2(t, req).await
+            Ok(self.send_h2(t, req).await?.map(boxed))
         } else {
             self.send_h1(t, req).await
         }
@@ -161,7 +163,7 @@ impl Upstream {
         &self,
         t: Target<'_>,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
         let addr = t.endpoint.address;
         loop {
             let pooled = {
@@ -169,7 +171,7 @@ impl Upstream {
                 let list = idle.h1.entry(addr).or_default();
                 let mut found = None;
                 while let Some(s) = list.pop() {
-                    if s.is_ready() {
+                    if !s.is_closed() {
                         found = Some(s);
                         break;
                     }
@@ -177,11 +179,15 @@ impl Upstream {
                 found
             };
             let Some(mut sender) = pooled else { break };
+            // Returned at the end of its previous response body: ready in a moment.
+            if tokio::time::timeout(READY_WAIT, sender.ready())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                continue;
+            }
             match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    self.recycle_h1(addr, sender);
-                    return Ok(resp);
-                }
+                Ok(resp) => return Ok(self.recycle_h1(addr, sender, resp)),
                 Err(mut e) => match e.take_message() {
                     // Never written: the idle connection was gone; try the next one.
                     Some(back) => req = back,
@@ -207,22 +213,35 @@ impl Upstream {
             .send_request(req)
             .await
             .map_err(|source| UpstreamError::Request { addr, source })?;
-        self.recycle_h1(addr, sender);
-        Ok(resp)
+        Ok(self.recycle_h1(addr, sender, resp))
     }
 
-    /// Puts a sender back once its response has been read to the end.
-    fn recycle_h1(&self, addr: SocketAddr, mut sender: http1::SendRequest<ProxyBody>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = me.idle();
+    /// Puts the sender back into the idle list as soon as its response body has been read to
+    /// the end (synchronously, so the client's next request finds it); a body cut short closes
+    /// the connection instead.
+    fn recycle_h1(
+        &self,
+        addr: SocketAddr,
+        sender: http1::SendRequest<ProxyBody>,
+        resp: Response<Incoming>,
+    ) -> Response<ProxyBody> {
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the upgrade.
+            return resp.map(boxed);
+        }
+        let idle = self.idle.clone();
+        resp.map(move |body| {
+            boxed(Observed::new(body, move |_, clean| {
+                if !clean || sender.is_closed() {
+                    return;
+                }
+                let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
                 let list = idle.h1.entry(addr).or_default();
                 if list.len() < MAX_IDLE_PER_ENDPOINT {
                     list.push(sender);
                 }
-            }
-        });
+            }))
+        })
     }
 
     async fn send_h2(

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
 
 use super::local::LocalReply;
 use super::{Proxy, RequestContext, strip_hop_by_hop};
-use crate::body::{ProxyBody, boxed, full};
+use crate::body::{ProxyBody, full};
 use crate::model::action::{self, AttemptOutcome};
 use crate::model::{Forward, Route, VirtualHost, WeightedCluster, select};
 use crate::state::{ClusterState, State};
@@ -278,7 +278,7 @@ fn p_version_is_h2<B>(r: &Request<B>) -> bool {
 /// The respond phase: hop-by-hop headers out, response header changes, hash cookie; an
 /// upgrade (101) splices both connections.
 fn respond(
-    resp: Response<Incoming>,
+    resp: Response<ProxyBody>,
     vh: &VirtualHost,
     route: &Route,
     wc: &WeightedCluster,
@@ -311,5 +311,5 @@ fn respond(
     if let Some(c) = set_cookie {
         parts.headers.append(http::header::SET_COOKIE, c);
     }
-    Response::from_parts(parts, boxed(body))
+    Response::from_parts(parts, body)
 }
