@@ -38,7 +38,7 @@ pub async fn serve(
 ) {
     let io: Box<dyn Io> = Box::new(io);
     let state = proxy.store.current();
-    if let Some(known) = state.endpoints.get(&down.destination) {
+    if let Some(cluster) = state.endpoints.get(&down.destination) {
         // Workload-addressed traffic (a workload waypoint, spec §3.1 step 7): no Service routes
         // apply; the bytes go to that endpoint, carried under the waypoint's identity. L7
         // policies cannot be applied to opaque bytes, so with any in force this fails closed.
@@ -46,7 +46,7 @@ pub async fn serve(
             tracing::warn!(destination = %down.destination, "workload-addressed traffic refused: L7 policies apply to this waypoint");
             return;
         }
-        let cluster = known.cluster.clone();
+        let cluster = cluster.clone();
         return tcp_proxy(
             proxy,
             down.clone(),

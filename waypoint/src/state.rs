@@ -64,11 +64,6 @@ impl ClusterState {
             &mut || rng.random(),
         )
     }
-
-    /// Requests in flight over all endpoints.
-    pub fn total_active(&self) -> u32 {
-        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
-    }
 }
 
 /// Decrements an endpoint's active count on drop.
@@ -86,13 +81,6 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// What the data path knows about an endpoint address (for workload-addressed traffic).
-#[derive(Debug, Clone)]
-pub struct KnownEndpoint {
-    pub cluster: String,
-    pub endpoint: Endpoint,
-}
-
 /// One immutable view of the configuration.
 #[derive(Debug, Default)]
 pub struct State {
@@ -101,8 +89,8 @@ pub struct State {
     pub clusters: HashMap<String, Arc<ClusterState>>,
     /// Listeners by the port they serve.
     pub by_port: BTreeMap<u16, Arc<Listener>>,
-    /// Every endpoint address → its cluster and metadata.
-    pub endpoints: HashMap<SocketAddr, KnownEndpoint>,
+    /// Every endpoint address → its (first) cluster, for workload-addressed traffic.
+    pub endpoints: HashMap<SocketAddr, String>,
 }
 
 impl State {
@@ -122,10 +110,7 @@ impl State {
                 _ => Arc::new(ClusterState::new(cluster.clone(), eps.clone())),
             };
             for e in eps.iter() {
-                endpoints.entry(e.address).or_insert_with(|| KnownEndpoint {
-                    cluster: name.clone(),
-                    endpoint: e.clone(),
-                });
+                endpoints.entry(e.address).or_insert_with(|| name.clone());
             }
             clusters.insert(name.clone(), state);
         }

@@ -19,17 +19,7 @@ use crate::config::Config;
 use crate::model::{self, ListenerKind, from_proto};
 use crate::state::Store;
 
-#[derive(Debug, thiserror::Error)]
-pub enum XdsSetupError {
-    #[error("xDS address {address}: {reason}")]
-    Address { address: String, reason: String },
-    #[error("reading xDS root {path}: {source}")]
-    Root {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use xds::client::EndpointError as XdsSetupError;
 
 #[derive(Default)]
 struct Held {
@@ -200,32 +190,11 @@ pub fn node(config: &Config) -> Node {
 
 /// Builds the ADS client feeding `store`.
 pub fn client(config: &Config, store: &Store) -> Result<(AdsClient, ClientHandle), XdsSetupError> {
-    let bad = |reason: String| XdsSetupError::Address {
-        address: config.xds_address.clone(),
-        reason,
-    };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(config.xds_address.clone())
-        .map_err(|e| bad(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    if !config.xds_address.starts_with("http://") {
-        let path = config
-            .xds_root_cert
-            .clone()
-            .unwrap_or_else(|| "/var/run/secrets/istio/root-cert.pem".into());
-        let root = std::fs::read_to_string(&path).map_err(|e| XdsSetupError::Root {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        let mut tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(root));
-        if let Some(host) = &config.xds_alt_hostname {
-            tls = tls.domain_name(host.clone());
-        }
-        endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
-    }
+    let endpoint = xds::client::endpoint(
+        &config.xds_address,
+        config.xds_root_cert.as_deref(),
+        config.xds_alt_hostname.as_deref(),
+    )?;
     let held: Shared = Arc::default();
     let handler = |kind| TypeHandler {
         kind,

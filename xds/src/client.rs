@@ -9,6 +9,7 @@
 //! The protocol decisions live in [`session`] (pure); this file moves messages.
 
 mod backoff;
+mod endpoint;
 pub mod names;
 pub mod session;
 
@@ -27,6 +28,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
+pub use endpoint::{EndpointError, endpoint};
 pub use session::{Changes, Names, Rejected, Update};
 
 /// Largest message accepted from the server (istiod-sized pushes).

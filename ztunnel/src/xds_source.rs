@@ -27,16 +27,7 @@ use crate::model::{Authorization, Service, Workload};
 use crate::state::Store;
 
 /// Why the xDS client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum XdsSetupError {
-    #[error("XDS_ADDRESS={address:?}: {reason}")]
-    Address { address: String, reason: String },
-    #[error("reading XDS_ROOT_CA {path}: {source}")]
-    Root {
-        path: String,
-        source: std::io::Error,
-    },
-}
+pub use xds::client::EndpointError as XdsSetupError;
 
 #[derive(Default)]
 struct Held {
@@ -240,32 +231,11 @@ pub fn client(
     cluster_id: &str,
     store: &Store,
 ) -> Result<(AdsClient, ClientHandle), XdsSetupError> {
-    let bad = |reason: String| XdsSetupError::Address {
-        address: source.address.clone(),
-        reason,
-    };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(source.address.clone())
-        .map_err(|e| bad(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    if !source.address.starts_with("http://") {
-        let path = source
-            .root_cert
-            .clone()
-            .unwrap_or_else(|| "/var/run/secrets/istio/root-cert.pem".into());
-        let root = std::fs::read_to_string(&path).map_err(|e| XdsSetupError::Root {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        let mut tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(root));
-        if let Some(h) = &source.alt_hostname {
-            tls = tls.domain_name(h.clone());
-        }
-        endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
-    }
+    let endpoint = xds::client::endpoint(
+        &source.address,
+        source.root_cert.as_deref(),
+        source.alt_hostname.as_deref(),
+    )?;
     let mut config = ClientConfig::new(endpoint, node(source, node_name), Mode::Delta);
     config.token_file = source.token_file.clone();
     config.metadata = source.headers.clone();

@@ -16,7 +16,7 @@ use super::{Proxy, RequestContext, strip_hop_by_hop};
 use crate::body::{ProxyBody, full};
 use crate::model::action::{self, AttemptOutcome};
 use crate::model::{Forward, Route, VirtualHost, WeightedCluster, select};
-use crate::state::{ClusterState, State};
+use crate::state::State;
 use crate::upstream::{Target, UpstreamError};
 
 /// Request bodies up to this size are buffered so a retry or a mirror can replay them
@@ -129,7 +129,7 @@ pub(super) async fn forward(
         (None, Some(body))
     };
     if let Some(bytes) = &replay {
-        mirror(proxy, state, fwd, &prepared, &host, bytes);
+        mirror(proxy, state, fwd, &prepared, &host, bytes, ctx.down.remote);
     }
     let attempts = async {
         let retry = fwd.retry.as_ref().filter(|_| replay.is_some());
@@ -137,7 +137,8 @@ pub(super) async fn forward(
         let mut tried: Vec<usize> = Vec::new();
         loop {
             ctx.attempts += 1;
-            let i = pick_endpoint(&cs, hash.as_ref().map(|h| h.hash), &tried)
+            let i = cs
+                .pick(hash.as_ref().map(|h| h.hash), &tried)
                 .ok_or(LocalReply::NoHealthyUpstream)?;
             tried.push(i);
             let ep = &cs.endpoints[i];
@@ -227,11 +228,8 @@ enum AttemptError {
     Upstream(UpstreamError),
 }
 
-fn pick_endpoint(cs: &ClusterState, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
-    cs.pick(hash, tried)
-}
-
-/// Sends a copy of the request to each mirror cluster (responses ignored), Host `<host>-shadow`.
+/// Sends a copy of the request to each mirror cluster (responses ignored), Host `<host>-shadow`
+/// (port kept), in the primary's HTTP version unless the mirror cluster asks for HTTP/2.
 fn mirror(
     proxy: &Arc<Proxy>,
     state: &State,
@@ -239,6 +237,7 @@ fn mirror(
     p: &Prepared,
     host: &str,
     body: &Bytes,
+    client: std::net::SocketAddr,
 ) {
     for m in &fwd.mirrors {
         if m.percent < 100.0 && rand::rng().random::<f64>() * 100.0 >= m.percent {
@@ -247,12 +246,24 @@ fn mirror(
         let Some(cs) = state.clusters.get(&m.cluster).cloned() else {
             continue;
         };
-        let Some(i) = pick_endpoint(&cs, None, &[]) else {
+        let Some(i) = cs.pick(None, &[]) else {
             continue;
         };
         let mut req = p.build(full(body.clone()));
-        let shadow = format!("{}-shadow", host.split(':').next().unwrap_or(host));
-        if let Ok(v) = HeaderValue::from_str(&shadow) {
+        let shadow = match host.rsplit_once(':') {
+            Some((name, port)) => format!("{name}-shadow:{port}"),
+            None => format!("{host}-shadow"),
+        };
+        let http2 = cs.cluster.http2 || p.version == Version::HTTP_2;
+        if http2 {
+            let path = p.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            match format!("http://{shadow}{path}").parse() {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => continue,
+            }
+            *req.version_mut() = Version::HTTP_2;
+            req.headers_mut().remove(http::header::HOST);
+        } else if let Ok(v) = HeaderValue::from_str(&shadow) {
             req.headers_mut().insert(http::header::HOST, v);
         }
         let upstream = proxy.upstream.clone();
@@ -260,19 +271,15 @@ fn mirror(
             let ep = cs.endpoints[i].clone();
             let target = Target {
                 endpoint: &ep,
-                http2: p_version_is_h2(&req),
+                http2,
                 connect_timeout: cs.cluster.connect_timeout,
-                client: ep.address,
+                client,
             };
             if let Ok(r) = upstream.send(target, req).await {
                 let _ = r.into_body().collect().await;
             }
         });
     }
-}
-
-fn p_version_is_h2<B>(r: &Request<B>) -> bool {
-    r.version() == Version::HTTP_2
 }
 
 /// The respond phase: hop-by-hop headers out, response header changes, hash cookie; an

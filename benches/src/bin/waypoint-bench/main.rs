@@ -12,7 +12,6 @@
 
 mod backend;
 mod bench;
-mod cmd;
 mod http;
 mod manifests;
 mod peers;
@@ -24,6 +23,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use benches::cmd;
+use benches::machine::{cpu_model, loadavg};
 use clap::{Parser, Subcommand};
 
 use crate::report::Target;
@@ -79,24 +80,6 @@ enum Cmd {
         #[arg(long)]
         listen: SocketAddr,
     },
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            let line = c.lines().find(|l| l.starts_with("model name"))?;
-            Some(line.split_once(':')?.1.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// The 1-minute load average (other work on the machine skews the numbers).
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
 }
 
 fn next_to_me(name: &str) -> Result<PathBuf> {
@@ -181,7 +164,7 @@ fn main() -> Result<()> {
     }
     let json = cli.json;
     let opts = options(cli)?;
-    cmd::handle_signals()?;
+    cmd::handle_signals("waypoint-bench: stopping (child processes are killed next)")?;
     let load_before = loadavg();
     let results = bench::run(&opts)?;
     for t in &results.targets {

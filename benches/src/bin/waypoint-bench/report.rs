@@ -2,6 +2,7 @@
 //! the targets (throughput, latency, errors, CPU per request, memory), or the same as JSON with
 //! every run.
 
+use benches::machine::median;
 use std::fmt::Write;
 
 use serde_json::{Value, json};
@@ -111,19 +112,6 @@ pub(crate) struct TargetResults {
 pub(crate) struct Results {
     pub(crate) targets: Vec<TargetResults>,
     pub(crate) service_port: u16,
-}
-
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// The medians (and totals) of one target's runs.
@@ -464,13 +452,6 @@ mod tests {
             rss_after_kib: rss,
             log_lines: vec![],
         }
-    }
-
-    #[test]
-    fn medians_of_odd_even_and_empty() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![]).is_nan());
     }
 
     #[test]

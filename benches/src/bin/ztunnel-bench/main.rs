@@ -10,7 +10,6 @@
 //! on error and ctrl-c. The `echo-server` and `rr-client` subcommands run inside the pods.
 
 mod bench;
-mod cmd;
 mod iperf;
 mod manifests;
 mod mesh;
@@ -22,6 +21,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use benches::cmd;
+use benches::machine::{cpu_model, loadavg};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -61,24 +62,6 @@ enum Cmd {
     },
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            let line = c.lines().find(|l| l.starts_with("model name"))?;
-            Some(line.split_once(':')?.1.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// The 1-minute load average (other work on the machine skews the numbers).
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
 /// Effective uid 0, from `/proc/self/status` (`Uid: real effective saved fs`).
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -113,7 +96,7 @@ fn main() -> Result<()> {
         round_trips: cli.round_trips as usize,
         meshctl,
     };
-    cmd::handle_signals()?;
+    cmd::handle_signals("ztunnel-bench: stopping (the mesh is removed next)")?;
     let load_before = loadavg();
     let results = bench::run(&opts)?;
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -75,22 +75,27 @@ impl Mesh {
             .arg("-f")
             .arg(manifests)
             .args(["--timeout", "120"]);
-        cmd::run(&mut c, UP_LIMIT, self.scratch.path()).map(drop)
+        cmd::run(&mut c, UP_LIMIT, self.scratch.path(), "meshctl-up").map(drop)
     }
 
     /// Runs `argv` in `target` (`NS/POD` or `node/NODE`) and returns its stdout.
     pub(crate) fn exec(&self, target: &str, argv: &[&str], limit: Duration) -> Result<String> {
         let mut c = self.meshctl();
         c.arg("exec").arg(target).arg("--").args(argv);
-        Ok(cmd::run(&mut c, limit, self.scratch.path())?.stdout)
+        cmd::run(&mut c, limit, self.scratch.path(), "meshctl")
     }
 
     /// The pod `ns/name` from `meshctl status --json`.
     pub(crate) fn pod(&self, ns: &str, name: &str) -> Result<Pod> {
         let mut c = self.meshctl();
         c.args(["status", "--json"]);
-        let out = cmd::run(&mut c, Duration::from_secs(30), self.scratch.path())?;
-        let status: Value = serde_json::from_str(&out.stdout).context("meshctl status --json")?;
+        let out = cmd::run(
+            &mut c,
+            Duration::from_secs(30),
+            self.scratch.path(),
+            "status",
+        )?;
+        let status: Value = serde_json::from_str(&out).context("meshctl status --json")?;
         let pods = status["pods"].as_array().context("status: no pods")?;
         let pod = pods
             .iter()
@@ -117,7 +122,9 @@ impl Drop for Mesh {
         eprintln!("ztunnel-bench: meshctl --mesh {} down", self.name);
         let mut c = self.meshctl();
         c.arg("down");
-        if let Err(e) = cmd::run_unstoppable(&mut c, DOWN_LIMIT, self.scratch.path()) {
+        if let Err(e) =
+            cmd::run_unstoppable(&mut c, DOWN_LIMIT, self.scratch.path(), "meshctl-down")
+        {
             eprintln!(
                 "ztunnel-bench: meshctl down failed: {e:#}; run `{} --mesh {} --state-dir {} down` by hand",
                 self.meshctl.display(),

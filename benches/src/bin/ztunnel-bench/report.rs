@@ -1,6 +1,7 @@
 //! What a bench run collected, and its markdown tables: medians over the repetitions, the
 //! meshed/direct ratio, and ztunnel's RSS per node.
 
+use benches::machine::median;
 use std::fmt::Write;
 
 use crate::iperf::Throughput;
@@ -23,19 +24,6 @@ pub(crate) struct Results {
     /// Per repetition: the peak per node during the meshed iperf3 run.
     pub(crate) rss_load_kib: Vec<Vec<u64>>,
     pub(crate) rss_after_kib: Vec<u64>,
-}
-
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 struct Medians {
@@ -112,13 +100,6 @@ pub(crate) fn markdown(r: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians_of_odd_even_and_empty() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![]).is_nan());
-    }
 
     #[test]
     fn table_has_ratio() {

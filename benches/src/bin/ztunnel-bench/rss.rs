@@ -21,9 +21,8 @@ const MAX_SAMPLES: usize = 600;
 pub(crate) fn ztunnel_pid(netns: &str, scratch: &Path) -> Result<u32> {
     let mut c = Command::new("ip");
     c.args(["netns", "pids", netns]);
-    let out = cmd::run(&mut c, Duration::from_secs(10), scratch)?;
+    let out = cmd::run(&mut c, Duration::from_secs(10), scratch, "netns-pids")?;
     let pids: Vec<u32> = out
-        .stdout
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
         .filter(|pid| {
