@@ -4,9 +4,11 @@
 //! It does not own cross-object checks (duplicates, selectors, capacity): see `plan`.
 //!
 //! Kinds: core (`types`), Istio security (`security`), Gateway API Gateway/HTTPRoute/GRPCRoute
-//! (`gateway`), Istio DestinationRule (`networking`); durations in `duration`.
+//! (`gateway`), Istio DestinationRule (`networking`), the `meshctl.dev` route extensions
+//! FaultInjection and LocalRateLimit (`extensions`); durations in `duration`.
 
 pub mod duration;
+pub mod extensions;
 pub mod gateway;
 pub mod networking;
 mod rules;
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 pub use duration::parse_duration;
+pub use extensions::{FaultInjection, LocalRateLimit};
 pub use gateway::{Gateway, GrpcRoute, HttpRoute};
 pub use networking::DestinationRule;
 pub use security::{AuthorizationPolicy, PeerAuthentication};
@@ -101,6 +104,8 @@ pub enum Object {
     #[serde(rename = "GRPCRoute")]
     GrpcRoute(GrpcRoute),
     DestinationRule(DestinationRule),
+    FaultInjection(FaultInjection),
+    LocalRateLimit(LocalRateLimit),
 }
 
 /// `(kind, apiVersion)` of every accepted kind.
@@ -117,6 +122,8 @@ const KINDS: &[(&str, &str)] = &[
     ("GRPCRoute", "gateway.networking.k8s.io/v1"),
     ("DestinationRule", "networking.istio.io/v1"),
     ("Cluster", "meshctl.dev/v1alpha1"),
+    ("FaultInjection", "meshctl.dev/v1alpha1"),
+    ("LocalRateLimit", "meshctl.dev/v1alpha1"),
 ];
 
 impl Object {
@@ -134,6 +141,8 @@ impl Object {
             Object::HttpRoute(_) => "HTTPRoute",
             Object::GrpcRoute(_) => "GRPCRoute",
             Object::DestinationRule(_) => "DestinationRule",
+            Object::FaultInjection(_) => "FaultInjection",
+            Object::LocalRateLimit(_) => "LocalRateLimit",
         }
     }
 
@@ -151,6 +160,8 @@ impl Object {
             Object::HttpRoute(o) => &o.metadata,
             Object::GrpcRoute(o) => &o.metadata,
             Object::DestinationRule(o) => &o.metadata,
+            Object::FaultInjection(o) => &o.metadata,
+            Object::LocalRateLimit(o) => &o.metadata,
         }
     }
 
@@ -168,6 +179,8 @@ impl Object {
             Object::HttpRoute(o) => &mut o.metadata,
             Object::GrpcRoute(o) => &mut o.metadata,
             Object::DestinationRule(o) => &mut o.metadata,
+            Object::FaultInjection(o) => &mut o.metadata,
+            Object::LocalRateLimit(o) => &mut o.metadata,
         }
     }
 
@@ -380,6 +393,8 @@ pub fn parse_document(source: Source, value: Value) -> Result<ManifestObject, Ma
             "HTTPRoute" => Object::HttpRoute(typed_field(v, &source, &label)?),
             "GRPCRoute" => Object::GrpcRoute(typed_field(v, &source, &label)?),
             "DestinationRule" => Object::DestinationRule(typed_field(v, &source, &label)?),
+            "FaultInjection" => Object::FaultInjection(typed_field(v, &source, &label)?),
+            "LocalRateLimit" => Object::LocalRateLimit(typed_field(v, &source, &label)?),
             _ => Object::Cluster(typed_field(v, &source, &label)?),
         })
     };

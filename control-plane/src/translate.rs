@@ -7,9 +7,10 @@
 //!   istiod derives them (spec §4, §5.3). See `translate/workloads.rs`.
 //! * **Waypoints** ([`Translation::waypoints`], one snapshot per Gateway of class
 //!   `istio-waypoint`, keyed by its namespace and name): Envoy socket listeners `0.0.0.0_<port>`,
-//!   one per port of the Services that use the waypoint, with RBAC for L7 AuthorizationPolicies;
-//!   RouteConfigurations `"<port>"` from HTTPRoutes/GRPCRoutes; EDS clusters and endpoints. See
-//!   `translate/waypoint.rs`.
+//!   one per port of the Services that use the waypoint, with RBAC for L7 AuthorizationPolicies
+//!   and the fault and local rate limit filters of FaultInjections and LocalRateLimits
+//!   (`translate/extensions.rs`); RouteConfigurations `"<port>"` from HTTPRoutes/GRPCRoutes; EDS
+//!   clusters and endpoints. See `translate/waypoint.rs`.
 //! * **Proxyless gRPC clients** ([`Translation::proxyless`]): one API listener per Service port
 //!   named like the `xds:///` target (`<hostname>:<port>` and the short aliases), plus the same
 //!   kind of routes, clusters and endpoints. See `translate/proxyless.rs`.
@@ -31,6 +32,7 @@ mod canonical;
 mod clusters;
 mod destination_rule;
 mod envoy;
+mod extensions;
 mod mesh;
 mod node;
 mod proxyless;

@@ -2,19 +2,21 @@
 //! The first byte picks the resource type (Listener, RouteConfiguration, Cluster,
 //! ClusterLoadAssignment), the rest is decoded as that proto. Whatever decodes must convert or
 //! fail with an error that renders; what converts is then run through the pure decisions on a
-//! fixed request: route selection, rewrites, redirects, hashing and RBAC for route tables,
-//! RBAC for listeners, every load-balancing policy for endpoints.
+//! fixed request: route selection, rewrites, redirects, hashing and per-filter overrides (RBAC,
+//! faults, rate limits) for route tables, the HTTP filters for listeners, every load-balancing
+//! policy for endpoints.
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use waypoint::model::lb::Balancer;
 use waypoint::model::{
-    ConnectionView, HttpFilter, LbPolicy, ListenerKind, RequestView, RouteAction, action,
-    from_proto, rbac, select,
+    AbortStatus, ConnectionView, Fault, FilterOverride, HttpFilter, LbPolicy, ListenerKind,
+    RequestView, RouteAction, Share, action, from_proto, rate_limit, rbac, select,
 };
 use xds::pb::envoy::config::cluster::v3::Cluster;
 use xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -62,6 +64,37 @@ impl Fixed {
     }
 }
 
+/// What every converted fault satisfies.
+fn check_fault(fault: &Fault) {
+    let valid = |s: Share| s.per_million <= Share::ALL.per_million;
+    if let Some(d) = &fault.delay {
+        assert!(!d.fixed.is_zero() && valid(d.share));
+    }
+    if let Some(a) = &fault.abort {
+        assert!(valid(a.share));
+        if let AbortStatus::Http(s) = a.status {
+            assert!((200..600).contains(&s.as_u16()));
+        }
+    }
+}
+
+/// A limit's status is an error status; its decision runs.
+fn check_limit(limit: &rate_limit::RateLimit) {
+    assert!(limit.status.as_u16() >= 400);
+    let _ = rate_limit::decide(limit, Instant::now(), 0, 0);
+}
+
+fn check_override(o: &FilterOverride, req: &RequestView<'_>, conn: &ConnectionView<'_>) {
+    match o {
+        FilterOverride::Rbac(filter) => {
+            let _ = rbac::evaluate(filter, req, conn);
+        }
+        FilterOverride::Fault(fault) => check_fault(fault),
+        FilterOverride::RateLimit(limit) => check_limit(limit),
+        FilterOverride::Disabled => {}
+    }
+}
+
 fn route_table(rc: &RouteConfiguration, f: &Fixed) {
     let table = match from_proto::route_table(rc) {
         Ok(t) => t,
@@ -73,15 +106,15 @@ fn route_table(rc: &RouteConfiguration, f: &Fixed) {
             continue;
         };
         assert!(table.virtual_hosts.iter().any(|v| std::ptr::eq(v, vh)));
-        for filter in vh.rbac_overrides.values() {
-            let _ = rbac::evaluate(filter, &req, &conn);
+        for o in vh.overrides.values() {
+            check_override(o, &req, &conn);
         }
         let Some(route) = select::route(vh, &req) else {
             continue;
         };
         assert!(route.matcher.matches(&req));
-        for filter in route.rbac_overrides.values() {
-            let _ = rbac::evaluate(filter, &req, &conn);
+        for o in route.overrides.values() {
+            check_override(o, &req, &conn);
         }
         let mut headers = f.headers.clone();
         action::apply_headers(&route.request_headers, &mut headers);
@@ -120,10 +153,19 @@ fn listener(l: &Listener, f: &Fixed) {
     match from_proto::listener(l) {
         Ok(l) => {
             if let ListenerKind::Http { filters, .. } = &l.kind {
-                for HttpFilter::Rbac { rbac: filter, .. } in filters {
-                    let d = rbac::evaluate(filter, &f.request(), &f.connection());
-                    if filter.rules.is_none() {
-                        assert!(d.allowed);
+                for filter in filters {
+                    match filter {
+                        HttpFilter::Rbac { rbac: filter, .. } => {
+                            let d = rbac::evaluate(filter, &f.request(), &f.connection());
+                            if filter.rules.is_none() {
+                                assert!(d.allowed);
+                            }
+                        }
+                        HttpFilter::Fault {
+                            fault: Some(fault), ..
+                        } => check_fault(fault),
+                        HttpFilter::Fault { fault: None, .. } => {}
+                        HttpFilter::LocalRateLimit { limit, .. } => check_limit(limit),
                     }
                 }
             }

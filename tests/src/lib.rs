@@ -4,6 +4,7 @@
 //! Tests need root (they create network namespaces); without it they fail with a message that says so.
 
 pub mod peers;
+pub mod waypoint;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

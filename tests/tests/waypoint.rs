@@ -7,55 +7,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use tests::waypoint::{
+    HTTP_PORT, Mode, SLEEP, counter, node_get, pod, pod_ip, requests, server, service, vip,
+    wait_ready, waypoint_pod,
+};
 use tests::{TestMesh, find, must};
-
-/// An HTTP server on 8080 answering JSON `{pod, client, path, headers}`; `/slow…` waits 3 s;
-/// with `FLAKY=1`, every other `/flaky…` request gets a 503.
-fn server(marker: &str, flaky: bool) -> String {
-    format!(
-        r#"
-        - name: http
-          command: ["python3", "-u", "-c"]
-          args:
-            - |
-              import http.server, json, os, threading, time
-              lock = threading.Lock()
-              seen = [0]
-              class Echo(http.server.BaseHTTPRequestHandler):
-                  protocol_version = "HTTP/1.1"
-                  def reply(self, code, body):
-                      self.send_response(code)
-                      self.send_header("Content-Length", str(len(body)))
-                      self.end_headers()
-                      self.wfile.write(body)
-                  def do_GET(self):
-                      if self.path.startswith("/slow"):
-                          time.sleep(3)
-                      if os.environ.get("FLAKY") == "1" and self.path.startswith("/flaky"):
-                          with lock:
-                              seen[0] += 1
-                              fail = seen[0] % 2 == 1
-                          if fail:
-                              return self.reply(503, b"flaky")
-                      body = json.dumps({{"pod": os.environ["POD_NAME"], "client": self.client_address[0],
-                                         "path": self.path, "headers": {{k.lower(): v for k, v in self.headers.items()}}}}).encode()
-                      self.reply(200, body)
-                  def log_message(self, *args):
-                      pass
-              http.server.ThreadingHTTPServer(("", 8080), Echo).serve_forever()
-            - "{marker}"
-          env:
-            - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-            - {{name: FLAKY, value: "{flaky}"}}
-          ports: [{{name: http, containerPort: 8080}}]
-"#,
-        flaky = if flaky { "1" } else { "0" }
-    )
-}
 
 /// A gRPC echo server (real grpcio) on 7070 answering every `/echo.Echo/Call` with its pod name.
 fn grpc_server() -> String {
@@ -82,21 +41,6 @@ fn grpc_server() -> String {
         python = python.display()
     )
 }
-
-fn pod(name: &str, node: &str, sa: &str, labels: &str, containers: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: mesh, labels: {{{labels}}}}}\nspec:\n  nodeName: {node}\n  serviceAccountName: {sa}\n  containers:{containers}\n"
-    )
-}
-
-fn service(name: &str, selector: &str, port: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: mesh}}\nspec:\n  selector: {{{selector}}}\n  ports: [{port}]\n"
-    )
-}
-
-const SLEEP: &str = "\n        - {name: main, command: [sleep, infinity]}\n";
-const HTTP_PORT: &str = "{name: http, port: 80, targetPort: http, appProtocol: http}";
 
 const ROUTES: &str = r#"---
 apiVersion: gateway.networking.k8s.io/v1
@@ -165,7 +109,7 @@ fn topology(marker: &str) -> String {
         );
     }
     y += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: mesh, labels: {istio.io/waypoint-for: service}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
-    let plain = server(marker, false);
+    let plain = server(marker, Mode::Plain);
     y += &pod("v1", "node2", "server", "app: backend, version: v1", &plain);
     y += &pod("v2", "node2", "server", "app: backend, version: v2", &plain);
     y += &pod("slow", "node1", "server", "app: slow", &plain);
@@ -174,7 +118,7 @@ fn topology(marker: &str) -> String {
         "node2",
         "server",
         "app: flaky",
-        &server(marker, true),
+        &server(marker, Mode::Flaky),
     );
     y += &pod("guarded", "node2", "server", "app: guarded", &plain);
     y += &pod("grpc", "node2", "server", "app: grpc", &grpc_server());
@@ -197,84 +141,6 @@ fn topology(marker: &str) -> String {
     y
 }
 
-/// Makes `n` GETs on one keep-alive connection from inside the pod (Python `http.client`):
-/// `{"statuses": {code: n}, "pods": {pod: n}, "last": {...last JSON body...}, "location": ...}`.
-fn requests(mesh: &TestMesh, from: &str, url: &str, n: u32, headers: &[(&str, &str)]) -> Value {
-    let hdrs: BTreeMap<&str, &str> = headers.iter().copied().collect();
-    let script = format!(
-        r#"
-import http.client, json, sys, urllib.parse
-u = urllib.parse.urlsplit({url:?})
-c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
-out = {{"statuses": {{}}, "pods": {{}}, "last": None, "location": None, "elapsed_ms": []}}
-import time
-for i in range({n}):
-    t = time.monotonic()
-    c.request("GET", u.path + ("?" + u.query if u.query else ""), headers={hdrs})
-    r = c.getresponse()
-    body = r.read()
-    out["elapsed_ms"].append(int((time.monotonic() - t) * 1000))
-    out["statuses"][str(r.status)] = out["statuses"].get(str(r.status), 0) + 1
-    out["location"] = r.getheader("location")
-    try:
-        j = json.loads(body)
-        out["pods"][j["pod"]] = out["pods"].get(j["pod"], 0) + 1
-        out["last"] = j
-    except Exception:
-        out["last"] = body.decode(errors="replace")
-print(json.dumps(out))
-"#,
-        hdrs = serde_json::to_string(&hdrs).unwrap()
-    );
-    let out = mesh.exec(&format!("mesh/{from}"), &["python3", "-c", &script]);
-    serde_json::from_str(&must(&out, &format!("requests to {url} from {from}"))).unwrap()
-}
-
-fn vip(st: &Value, name: &str) -> String {
-    find(&st["services"], |s| s["name"] == name).unwrap()["clusterIP"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn pod_ip(st: &Value, name: &str) -> String {
-    find(&st["pods"], |p| p["name"] == name).unwrap()["ip"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The waypoint pod of Gateway `waypoint` (labelled with the Gateway's name).
-fn waypoint_pod(st: &Value) -> Value {
-    find(&st["pods"], |p| {
-        p["namespace"] == "mesh" && p["waypoint"] == "waypoint"
-    })
-    .unwrap_or_else(|| panic!("no waypoint pod in status: {st:#}"))
-}
-
-fn node_get(mesh: &TestMesh, node: &str, url: &str) -> String {
-    must(
-        &mesh.exec(
-            &format!("node/{node}"),
-            &["curl", "-sS", "--max-time", "3", url],
-        ),
-        url,
-    )
-}
-
-/// Sums a counter's samples whose label set contains every `want` pair.
-fn counter(metrics: &str, name: &str, want: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| {
-            want.iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn up(test: &str) -> (TestMesh, Value) {
     let mesh = TestMesh::new(test);
     let marker = format!("marker-{}", mesh.name);
@@ -284,30 +150,7 @@ fn up(test: &str) -> (TestMesh, Value) {
             .iter()
             .all(|c| find(&st["pods"], |p| p["name"] == *c).is_some_and(|p| p["enrolled"] == true))
     });
-    // The waypoint is ready once it has its configuration and certificate.
-    let wp = pod_ip(&st, waypoint_pod(&st)["name"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = mesh.exec(
-            "node/node1",
-            &[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "2",
-                &format!("http://{wp}:15021/healthz/ready"),
-            ],
-        );
-        if String::from_utf8_lossy(&out.stdout) == "200" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "waypoint never became ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&mesh, &st);
     (mesh, st)
 }
 

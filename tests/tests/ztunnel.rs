@@ -220,14 +220,27 @@ fn meshed_traffic_crosses_both_tunnels_over_hbone_and_is_never_plaintext_on_the_
     .unwrap();
     assert!(plain.contains("plainserver saw"), "{plain}");
 
+    // tcpdump writes each packet as it goes but may lag on a loaded machine: wait (bounded) until
+    // the control request is in the file before stopping it.
+    let read = || {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&pcap)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    };
+    let control = format!("{marker}-plain");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !String::from_utf8_lossy(&read()).contains(&control)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let _ = capture.kill();
     let _ = capture.wait();
-    let mut bytes = Vec::new();
-    std::fs::File::open(&pcap)
-        .unwrap()
-        .read_to_end(&mut bytes)
-        .unwrap();
+    let bytes = read();
     let _ = std::fs::remove_file(&pcap);
     let text = String::from_utf8_lossy(&bytes);
     assert!(

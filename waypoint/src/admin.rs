@@ -60,7 +60,8 @@ fn route(state: &AdminState, role: Role, req: &Request<Incoming>) -> Response<Pr
         (Role::Admin | Role::Stats, &Method::GET, "/stats/prometheus" | "/metrics") => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            crate::telemetry::encode(&state.registry),
+            crate::telemetry::encode(&state.registry)
+                + &crate::cluster_stats::render(&state.dump.store.current()),
         ),
         (Role::Admin, &Method::GET, "/config_dump") => text(
             StatusCode::OK,

@@ -10,8 +10,10 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
 use crate::io::{Rewind, Sniffed, sniff};
+use crate::model::action::AttemptOutcome;
 use crate::model::{ListenerKind, PathMatch, RouteAction, select};
 use crate::pipeline::{self, Downstream, Proxy};
+use crate::runtime::Resource;
 use crate::state::State;
 use crate::telemetry::TrafficLabels;
 use crate::upstream::{Io, Target};
@@ -193,15 +195,37 @@ async fn tcp_proxy(
         host.clone_into(&mut labels.destination_service);
     }
     labels.request_protocol = "tcp".into();
+    let limit = cs.cluster.circuit_breakers.max_connections;
+    let Some(_connection) = cs.runtime.try_acquire(Resource::Connections, limit) else {
+        labels.response_flags = "UO".into();
+        let labels = labels.finish();
+        proxy.metrics.tcp_opened.get_or_create(&labels).inc();
+        proxy.metrics.tcp_closed.get_or_create(&labels).inc();
+        tracing::warn!(
+            cluster,
+            limit,
+            "TCP upstream: max connections reached; closing"
+        );
+        return;
+    };
     let target = Target {
         endpoint: &ep,
         http2: false,
-        connect_timeout: cs.cluster.connect_timeout,
+        cluster: &cs,
         client: down.remote,
     };
     let up = match proxy.upstream.dial(target).await {
         Ok(up) => up,
         Err(e) => {
+            if let Some(o) = &cs.cluster.outlier {
+                cs.runtime.record(
+                    o,
+                    &cs.endpoints,
+                    i,
+                    &AttemptOutcome::ConnectFailure,
+                    cluster,
+                );
+            }
             labels.response_flags = e.response_flag().into();
             let labels = labels.finish();
             proxy.metrics.tcp_opened.get_or_create(&labels).inc();

@@ -10,6 +10,8 @@ pub mod action;
 pub mod from_proto;
 pub mod hash;
 pub mod lb;
+pub mod outlier;
+pub mod rate_limit;
 pub mod rbac;
 pub mod select;
 
@@ -59,7 +61,8 @@ pub enum ListenerKind {
 }
 
 /// An HTTP filter the waypoint understands (unknown filters are a conversion error unless the
-/// listener marks them optional, in which case they are dropped).
+/// listener marks them optional, in which case they are dropped). Each is named; a virtual host
+/// or route replaces a filter's config by that name ([`FilterOverride`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HttpFilter {
     /// `envoy.filters.http.rbac`, named (e.g. `istio.rbac.deny`).
@@ -67,6 +70,87 @@ pub enum HttpFilter {
         name: String,
         rbac: rbac::RbacFilter,
     },
+    /// `envoy.filters.http.fault` (`HTTPFault`). `None`: an empty config (no delay, no abort),
+    /// the usual form, where routes carry the faults.
+    Fault {
+        name: String,
+        fault: Option<Arc<Fault>>,
+    },
+    /// `envoy.filters.http.local_ratelimit` (`LocalRateLimit`). Without a token bucket it lets
+    /// everything through (routes or virtual hosts carry the limits).
+    LocalRateLimit {
+        name: String,
+        limit: Arc<rate_limit::RateLimit>,
+    },
+}
+
+impl HttpFilter {
+    pub fn name(&self) -> &str {
+        match self {
+            HttpFilter::Rbac { name, .. }
+            | HttpFilter::Fault { name, .. }
+            | HttpFilter::LocalRateLimit { name, .. } => name,
+        }
+    }
+}
+
+/// A virtual host's or route's `typed_per_filter_config` entry for one named filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterOverride {
+    /// `RBACPerRoute` (without `rbac`: [`rbac::RbacFilter::disabled`]).
+    Rbac(rbac::RbacFilter),
+    /// `HTTPFault`.
+    Fault(Arc<Fault>),
+    /// `LocalRateLimit`.
+    RateLimit(Arc<rate_limit::RateLimit>),
+    /// `FilterConfig { disabled: true }`: the filter does nothing here.
+    Disabled,
+}
+
+/// Fault injection (Envoy's `HTTPFault`): a fixed delay and/or an abort, each for a share of
+/// requests, drawn independently; the delay comes first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultDelay {
+    pub fixed: Duration,
+    pub share: Share,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultAbort {
+    pub status: AbortStatus,
+    pub share: Share,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AbortStatus {
+    /// `http_status` (200–599).
+    Http(StatusCode),
+    /// `grpc_status`.
+    Grpc(u32),
+}
+
+/// A share of requests, in parts per million (Envoy's `FractionalPercent`, any denominator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub per_million: u32,
+}
+
+impl Share {
+    pub const ALL: Share = Share {
+        per_million: 1_000_000,
+    };
+    pub const NONE: Share = Share { per_million: 0 };
+
+    /// Whether a uniform draw in `0..1_000_000` falls in the share.
+    pub fn hit(self, draw: u32) -> bool {
+        draw < self.per_million
+    }
 }
 
 /// A route configuration.
@@ -82,8 +166,8 @@ pub struct VirtualHost {
     /// Lower-case; `*` wildcard forms allowed as in Envoy (`*`, `*.suffix`, `prefix*`).
     pub domains: Vec<String>,
     pub routes: Vec<Route>,
-    /// Per-filter overrides by filter name (`RBACPerRoute`).
-    pub rbac_overrides: BTreeMap<String, rbac::RbacFilter>,
+    /// Per-filter configs by filter name (the route configuration's, then the host's own).
+    pub overrides: BTreeMap<String, FilterOverride>,
     pub request_headers: HeaderChanges,
     pub response_headers: HeaderChanges,
 }
@@ -95,8 +179,8 @@ pub struct Route {
     pub action: RouteAction,
     pub request_headers: HeaderChanges,
     pub response_headers: HeaderChanges,
-    /// Per-filter overrides by filter name (`RBACPerRoute`).
-    pub rbac_overrides: BTreeMap<String, rbac::RbacFilter>,
+    /// Per-filter configs by filter name.
+    pub overrides: BTreeMap<String, FilterOverride>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -284,6 +368,12 @@ pub struct Cluster {
     /// HTTP/2 to upstreams (`typed_extension_protocol_options` explicit http2, or
     /// `http2_protocol_options`).
     pub http2: bool,
+    /// `common_lb_config.healthy_panic_threshold` in percent (Envoy's default 50): below this
+    /// share of healthy (and not ejected) endpoints, traffic goes to all of them; 0 never panics.
+    pub panic_threshold: u32,
+    /// `common_http_protocol_options.max_requests_per_connection`: an upstream connection is
+    /// retired after this many requests.
+    pub max_requests_per_connection: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -321,6 +411,8 @@ pub struct OutlierDetection {
     pub consecutive_gateway_failure: Option<u32>,
     pub interval: Duration,
     pub base_ejection_time: Duration,
+    /// Cap on `base_ejection_time × ejections` (Envoy's default 300 s, never below the base).
+    pub max_ejection_time: Duration,
     pub max_ejection_percent: u32,
 }
 

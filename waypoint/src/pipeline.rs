@@ -3,14 +3,15 @@
 //! 1. **accept** — what the request is, its id and trace context (`context`);
 //! 2. **route** — listener by the destination port, virtual host by the destination VIP (then
 //!    Host), first matching route (`model::select`);
-//! 3. **authorize** — the listener's RBAC filters in order, each overridden per virtual host or
-//!    route (`model::rbac`); a denial is a 403 with a body;
+//! 3. **filters** — the listener's HTTP filters in order, each overridden per virtual host or
+//!    route: RBAC (403), local rate limit (429), fault injection (delay, abort) (`filters`);
 //! 4. **upstream** — redirect/direct response, or weighted cluster → endpoint (load balancer,
 //!    hash policy) → HBONE/TCP → HTTP, with per-route timeout and retries (`forward`);
 //! 5. **respond** — response header changes, hop-by-hop headers removed;
 //! 6. **log** — Istio metrics and the access log, once the response body has been sent.
 
 pub mod context;
+mod filters;
 mod forward;
 pub mod local;
 pub mod normalize;
@@ -22,7 +23,7 @@ use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::{Observed, ProxyBody, boxed};
-use crate::model::{self, HttpFilter, ListenerKind, RouteAction, rbac};
+use crate::model::{self, HttpFilter, ListenerKind, RouteAction};
 use crate::state::{State, Store};
 use crate::telemetry::{AccessLog, Metrics};
 use crate::upstream::Upstream;
@@ -70,32 +71,6 @@ fn route_phase<'s>(state: &'s State, ctx: &RequestContext, headers: &HeaderMap) 
         vhost,
         route,
     }
-}
-
-/// Runs the RBAC filters; `Err` is the denying policy (if named).
-fn authorize(routed: &Routed<'_>, ctx: &mut RequestContext, headers: &HeaderMap) -> Result<(), ()> {
-    for HttpFilter::Rbac { name, rbac: filter } in routed.filters {
-        let effective = routed
-            .route
-            .and_then(|r| r.rbac_overrides.get(name))
-            .or_else(|| routed.vhost.and_then(|v| v.rbac_overrides.get(name)))
-            .unwrap_or(filter);
-        let d = rbac::evaluate(effective, &ctx.view(headers), &ctx.down.view());
-        if let Some(shadow) = &d.shadow {
-            tracing::info!(
-                filter = %name,
-                shadow_allowed = shadow.allowed,
-                shadow_policy = shadow.policy.as_deref().unwrap_or("none"),
-                request_id = %ctx.request_id,
-                "RBAC dry-run verdict"
-            );
-        }
-        if !d.allowed {
-            ctx.rbac_policy = d.policy.or_else(|| Some(name.clone()));
-            return Err(());
-        }
-    }
-    Ok(())
 }
 
 const HOP_BY_HOP: [&str; 7] = [
@@ -150,8 +125,8 @@ pub async fn handle(
     let routed = route_phase(&state, &ctx, req.headers());
     ctx.route = routed.route.map(|r| r.name.clone());
 
-    let outcome = if authorize(&routed, &mut ctx, req.headers()).is_err() {
-        Err(LocalReply::Denied)
+    let outcome = if let Err(reply) = filters::run(&routed, &mut ctx, req.headers()).await {
+        Err(reply)
     } else {
         match (routed.vhost, routed.route) {
             (Some(vh), Some(route)) => match &route.action {
@@ -176,7 +151,7 @@ pub async fn handle(
             _ => Err(LocalReply::NoRoute),
         }
     };
-    let resp = match outcome {
+    let mut resp = match outcome {
         Ok(resp) => resp,
         Err(reply) => {
             if let Some(f) = reply.flag() {
@@ -185,6 +160,12 @@ pub async fn handle(
             reply.response(ctx.grpc)
         }
     };
+    if let Some(v) = ctx.rate_limit {
+        let h = resp.headers_mut();
+        h.insert("x-ratelimit-limit", v.limit.into());
+        h.insert("x-ratelimit-remaining", v.remaining.into());
+        h.insert("x-ratelimit-reset", v.reset_secs.into());
+    }
     Ok(log_phase(&proxy.metrics, ctx, resp))
 }
 

@@ -4,17 +4,20 @@
 //!
 //! Per cluster it holds the load balancer and the per-endpoint active-request counters; a
 //! cluster whose resource and endpoints are unchanged keeps both (its round-robin cursor, ring
-//! and counters survive unrelated pushes).
+//! and counters survive unrelated pushes). Its circuit-breaker counters and outlier state
+//! ([`ClusterRuntime`]) are kept by cluster name across every push.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::model::lb::Balancer;
+use crate::model::lb::{Balancer, panics};
 use crate::model::{Cluster, Config, Endpoint, Listener};
+pub use crate::runtime::{ClusterRuntime, Slot};
 
 /// One cluster ready for use.
 #[derive(Debug)]
@@ -23,17 +26,24 @@ pub struct ClusterState {
     pub endpoints: Arc<Vec<Endpoint>>,
     pub balancer: Balancer,
     active: Vec<AtomicU32>,
+    pub runtime: Arc<ClusterRuntime>,
 }
 
 impl ClusterState {
-    fn new(cluster: Arc<Cluster>, endpoints: Arc<Vec<Endpoint>>) -> Self {
-        let balancer = Balancer::new(cluster.lb, &endpoints);
+    fn new(
+        cluster: Arc<Cluster>,
+        endpoints: Arc<Vec<Endpoint>>,
+        runtime: Arc<ClusterRuntime>,
+    ) -> Self {
+        let balancer =
+            Balancer::with_panic_threshold(cluster.lb, &endpoints, cluster.panic_threshold);
         let active = endpoints.iter().map(|_| AtomicU32::new(0)).collect();
         Self {
             cluster,
             endpoints,
             balancer,
             active,
+            runtime,
         }
     }
 
@@ -53,16 +63,35 @@ impl ClusterState {
         }
     }
 
-    /// The balancer's choice, skipping `tried` endpoints (previous attempts) when it can.
+    /// The balancer's choice, never an ejected endpoint unless so many are ejected that the
+    /// cluster panics (then any; with a panic threshold of 0, `None` when all are ejected),
+    /// skipping `tried` endpoints (previous attempts) when it can.
     pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
         use rand::Rng;
         let mut rng = rand::rng();
-        self.balancer.pick(
+        let now = Instant::now();
+        let mut ejected = self.runtime.ejected(&self.endpoints, now);
+        let total = self.endpoints.len();
+        if panics(total - ejected.len(), total, self.cluster.panic_threshold) {
+            // Envoy's panic mode: too few hosts left, so every host takes traffic.
+            ejected.clear();
+        }
+        if total > 0 && ejected.len() >= total {
+            return None;
+        }
+        let out = |i: usize| ejected.contains(&i);
+        let first = self.balancer.pick(
             hash,
             &|i| self.active(i),
-            &|i| tried.contains(&i),
+            &|i| out(i) || tried.contains(&i),
             &mut || rng.random(),
-        )
+        )?;
+        if !out(first) {
+            return Some(first);
+        }
+        // Every endpoint left was tried: try one again rather than an ejected one.
+        self.balancer
+            .pick(hash, &|i| self.active(i), &out, &mut || rng.random())
     }
 }
 
@@ -107,7 +136,16 @@ impl State {
                 {
                     old.clone()
                 }
-                _ => Arc::new(ClusterState::new(cluster.clone(), eps.clone())),
+                Some(old) => Arc::new(ClusterState::new(
+                    cluster.clone(),
+                    eps.clone(),
+                    old.runtime.clone(),
+                )),
+                None => Arc::new(ClusterState::new(
+                    cluster.clone(),
+                    eps.clone(),
+                    Arc::default(),
+                )),
             };
             for e in eps.iter() {
                 endpoints.entry(e.address).or_insert_with(|| name.clone());
@@ -160,5 +198,80 @@ impl Store {
     /// Wakes on every publish.
     pub fn subscribe(&self) -> watch::Receiver<Arc<State>> {
         self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::action::AttemptOutcome;
+    use crate::model::{CircuitBreakers, LbPolicy, OutlierDetection};
+
+    fn cluster_state(panic_threshold: u32, hosts: u16) -> ClusterState {
+        let cluster = Cluster {
+            name: "c".into(),
+            lb: LbPolicy::RoundRobin,
+            connect_timeout: Duration::from_secs(1),
+            circuit_breakers: CircuitBreakers::default(),
+            outlier: Some(OutlierDetection {
+                consecutive_5xx: 1,
+                consecutive_gateway_failure: None,
+                interval: Duration::from_secs(1),
+                base_ejection_time: Duration::from_secs(30),
+                max_ejection_time: Duration::from_secs(300),
+                max_ejection_percent: 100,
+            }),
+            http2: false,
+            panic_threshold,
+            max_requests_per_connection: None,
+        };
+        let endpoints = (0..hosts)
+            .map(|p| Endpoint {
+                address: SocketAddr::from(([10, 0, 0, 1], 8000 + p)),
+                weight: 1,
+                healthy: true,
+                workload: None,
+                hbone: false,
+                identity: None,
+                priority: 0,
+            })
+            .collect();
+        ClusterState::new(Arc::new(cluster), Arc::new(endpoints), Arc::default())
+    }
+
+    fn eject(cs: &ClusterState, i: usize) {
+        let o = cs.cluster.outlier.unwrap();
+        cs.runtime
+            .record(&o, &cs.endpoints, i, &AttemptOutcome::Status(500), "c");
+    }
+
+    #[test]
+    fn ejected_hosts_are_skipped_until_none_is_left() {
+        let cs = cluster_state(0, 2);
+        eject(&cs, 0);
+        for _ in 0..10 {
+            assert_eq!(cs.pick(None, &[]), Some(1));
+        }
+        // The only host left was tried already: it is tried again rather than the ejected one.
+        assert_eq!(cs.pick(None, &[1]), Some(1));
+        eject(&cs, 1);
+        assert_eq!(cs.pick(None, &[]), None, "no healthy upstream");
+    }
+
+    #[test]
+    fn below_the_panic_threshold_every_host_takes_traffic() {
+        let cs = cluster_state(50, 4);
+        eject(&cs, 0);
+        let picks: std::collections::BTreeSet<_> =
+            (0..12).map(|_| cs.pick(None, &[]).unwrap()).collect();
+        assert_eq!(picks, [1, 2, 3].into(), "75 % left: no panic");
+        eject(&cs, 1);
+        eject(&cs, 2);
+        let picks: std::collections::BTreeSet<_> =
+            (0..12).map(|_| cs.pick(None, &[]).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 3].into(), "25 % left: panic, all hosts");
     }
 }

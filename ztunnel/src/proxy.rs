@@ -239,6 +239,9 @@ pub(crate) async fn accept_loop<F, Fut>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Relayed bytes arrive in pieces (HTTP/2 DATA frames): without this, Nagle holds
+                    // each piece after the first until the app's delayed ACK, 40 ms a response.
+                    let _ = stream.set_nodelay(true);
                     let span = tracing::debug_span!("conn", direction, src.addr = %peer, pod = %pod.info.name);
                     conns.spawn(handle(ctx.clone(), pod.clone(), stream, peer).instrument(span));
                 }

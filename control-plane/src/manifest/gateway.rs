@@ -160,6 +160,8 @@ pub enum FilterType {
     UrlRewrite,
     RequestRedirect,
     RequestMirror,
+    /// A `meshctl.dev` FaultInjection or LocalRateLimit in the route's namespace.
+    ExtensionRef,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +183,16 @@ pub struct RouteFilter {
     pub request_redirect: Option<RequestRedirect>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_mirror: Option<RequestMirror>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_ref: Option<LocalObjectReference>,
+}
+
+/// An object in the route's own namespace (`ExtensionRef`): group (`""` for core), kind, name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalObjectReference {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! `networking.istio.io/v1` DestinationRule: the traffic policy fields the control plane turns
 //! into Envoy cluster settings (load balancing, connection pool, outlier detection). Subsets,
-//! TLS settings and port-level policies are ignored. Checks live in `rules/networking.rs`.
+//! TLS settings and port-level policies are ignored; so are the other connection pool and
+//! outlier detection fields, except the removed `consecutiveErrors`, which is refused. Checks live in `rules/networking.rs`.
 
 use serde::{Deserialize, Serialize};
 
@@ -100,21 +101,36 @@ pub struct HttpPool {
     pub http2_max_requests: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// Requests per upstream connection (1 disables keep-alive; 0 or absent: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutlierDetection {
+    /// 5xx responses (and local failures) in a row that eject a host; 0 turns it off. Unset:
+    /// Envoy's default, 5.
     #[serde(
         default,
         rename = "consecutive5xxErrors",
         skip_serializing_if = "Option::is_none"
     )]
     pub consecutive_5xx_errors: Option<u32>,
+    /// 502/503/504 responses (and local failures) in a row that eject a host; 0 or unset: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_errors: Option<u32>,
+    /// Removed from Istio's API; accepted only to be refused with a pointer to its successors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_errors: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_ejection_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ejection_percent: Option<u32>,
+    /// Below this share of healthy hosts the load balancer ignores health (Envoy's panic
+    /// threshold); default 0 (never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_health_percent: Option<u32>,
 }

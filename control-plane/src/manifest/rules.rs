@@ -1,6 +1,8 @@
 //! Per-object rules Kubernetes would enforce at admission: names, required lists, field values.
-//! Gateway API kinds are checked in `rules/gateway.rs`, DestinationRules in `rules/networking.rs`.
+//! Gateway API kinds are checked in `rules/gateway.rs`, DestinationRules in `rules/networking.rs`,
+//! FaultInjection and LocalRateLimit in `rules/extensions.rs`.
 
+mod extensions;
 mod gateway;
 mod networking;
 
@@ -61,6 +63,8 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
         Object::HttpRoute(r) => gateway::check_http_route(obj, r),
         Object::GrpcRoute(r) => gateway::check_grpc_route(obj, r),
         Object::DestinationRule(d) => networking::check_destination_rule(obj, d),
+        Object::FaultInjection(f) => extensions::check_fault_injection(obj, f),
+        Object::LocalRateLimit(l) => extensions::check_local_rate_limit(obj, l),
         Object::PeerAuthentication(_) | Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
     }
 }

@@ -367,3 +367,5 @@ fn mesh_kind_errors_name_the_field() {
         assert!(err.object.is_some(), "{err}");
     }
 }
+
+mod extensions;

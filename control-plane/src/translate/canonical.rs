@@ -7,7 +7,9 @@
 //! map entries in key order (and nested messages the same way, as pre-encoded [`Raw`] bytes).
 //! Covered: `istio.workload.Address` (Workload `services`), ClusterLoadAssignment (endpoint
 //! metadata `Struct`), the RBAC filter configs (`policies`) and RouteConfiguration (virtual host
-//! `typed_per_filter_config`).
+//! and route `typed_per_filter_config`).
+
+use std::collections::HashMap;
 
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
@@ -17,7 +19,7 @@ use xds::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints,
 };
 use xds::pb::envoy::config::rbac::v3::Rbac as RbacRules;
-use xds::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use xds::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use xds::pb::envoy::extensions::filters::http::rbac::v3::{Rbac, RbacPerRoute};
 use xds::pb::google::protobuf::{Any, Struct};
 
@@ -193,6 +195,21 @@ pub(super) fn any_of<M: prost::Name>(bytes: Vec<u8>) -> Any {
     }
 }
 
+/// A message's encoding with its `typed_per_filter_config` map (field `tag`) in key order.
+fn with_per_filter_config(
+    mut bytes: Vec<u8>,
+    tag: u32,
+    map_field: &HashMap<String, Any>,
+) -> Vec<u8> {
+    map(
+        tag,
+        map_field.iter().map(|(k, a)| (k, a.encode_to_vec())),
+        &mut bytes,
+    );
+    bytes
+}
+
+/// Virtual hosts and their routes have `typed_per_filter_config` maps (fields 15 and 13).
 pub(super) fn route_configuration(rc: &RouteConfiguration) -> Raw {
     let mut out = RouteConfiguration {
         virtual_hosts: Vec::new(),
@@ -201,18 +218,28 @@ pub(super) fn route_configuration(rc: &RouteConfiguration) -> Raw {
     .encode_to_vec();
     for vh in &rc.virtual_hosts {
         let mut bytes = VirtualHost {
-            typed_per_filter_config: Default::default(),
+            routes: Vec::new(),
+            typed_per_filter_config: HashMap::new(),
             ..vh.clone()
         }
         .encode_to_vec();
-        map(
-            15,
-            vh.typed_per_filter_config
-                .iter()
-                .map(|(k, a)| (k, a.encode_to_vec())),
-            &mut bytes,
+        for r in &vh.routes {
+            let route = Route {
+                typed_per_filter_config: HashMap::new(),
+                ..r.clone()
+            }
+            .encode_to_vec();
+            field(
+                3,
+                &with_per_filter_config(route, 13, &r.typed_per_filter_config),
+                &mut bytes,
+            );
+        }
+        field(
+            2,
+            &with_per_filter_config(bytes, 15, &vh.typed_per_filter_config),
+            &mut out,
         );
-        field(2, &bytes, &mut out);
     }
     Raw(out)
 }

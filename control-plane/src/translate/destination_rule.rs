@@ -8,21 +8,44 @@
 //! Mapping: `simple` → `lb_policy` (LEAST_CONN = LEAST_REQUEST; PASSTHROUGH and UNSPECIFIED keep
 //! the default ROUND_ROBIN); `consistentHash` → RING_HASH plus a route `hash_policy` (header,
 //! cookie with ttl/path, or source IP); `connectionPool` → `circuit_breakers` (maxConnections,
-//! http1MaxPendingRequests, http2MaxRequests, maxRetries) and `connect_timeout`;
-//! `outlierDetection` → `outlier_detection` (consecutive 5xx, interval, base ejection time, max
-//! ejection percent).
+//! http1MaxPendingRequests, http2MaxRequests, maxRetries), `connect_timeout` and
+//! (maxRequestsPerConnection) `typed_extension_protocol_options` HTTP/1.1 with
+//! `max_requests_per_connection`; `outlierDetection` → `outlier_detection` as Istio builds it:
+//! consecutive 5xx and consecutive gateway errors each enforced 100 % when above 0 (0 %: off) and
+//! left to Envoy's defaults when unset (5xx: 5, enforced; gateway errors: off), success-rate
+//! ejection off, interval, base ejection time, max ejection percent when above 0; and
+//! `common_lb_config.healthy_panic_threshold` = minHealthPercent (default 0: when every host is
+//! ejected, requests fail with no healthy upstream rather than going to ejected hosts).
 
 use xds::pb::envoy::config::cluster::v3::{
-    CircuitBreakers, Cluster, OutlierDetection, circuit_breakers::Thresholds, cluster::LbPolicy,
+    CircuitBreakers, Cluster, OutlierDetection,
+    circuit_breakers::Thresholds,
+    cluster::{CommonLbConfig, LbPolicy},
+};
+use xds::pb::envoy::config::core::v3::{
+    Http1ProtocolOptions, HttpProtocolOptions as CommonHttpProtocolOptions,
 };
 use xds::pb::envoy::config::route::v3::route_action::{
     HashPolicy,
     hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier},
 };
+use xds::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions,
+    http_protocol_options::{
+        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    },
+};
+use xds::pb::envoy::r#type::v3::Percent;
+use xds::pb::google::protobuf as pbuf;
 
-use super::envoy::{parsed, u32v};
+use super::envoy::{any, parsed, u32v};
 use super::mesh::{DNS_SUFFIX, Mesh, ServiceView};
-use crate::manifest::networking::{DestinationRule, SimpleLb, TrafficPolicy};
+use crate::manifest::networking::{
+    ConnectionPool, DestinationRule, OutlierDetection as Outlier, SimpleLb, TrafficPolicy,
+};
+
+/// The key of a cluster's upstream HTTP options in `typed_extension_protocol_options`.
+const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// How well a rule's host names a Service: `None` = not at all; higher is more specific.
 fn specificity(rule_ns: &str, host: &str, svc: &ServiceView<'_>) -> Option<usize> {
@@ -82,37 +105,80 @@ pub(super) fn apply(cluster: &mut Cluster, dr: &DestinationRule) {
         } as i32;
     }
     if let Some(pool) = &p.connection_pool {
-        let tcp = pool.tcp.clone().unwrap_or_default();
-        let http = pool.http.clone().unwrap_or_default();
-        if let Some(t) = tcp.connect_timeout.as_deref().and_then(parsed) {
-            cluster.connect_timeout = Some(t);
-        }
-        let t = Thresholds {
-            max_connections: tcp.max_connections.map(u32v),
-            max_pending_requests: http.http1_max_pending_requests.map(u32v),
-            max_requests: http.http2_max_requests.map(u32v),
-            max_retries: http.max_retries.map(u32v),
-            ..Thresholds::default()
-        };
-        if t != Thresholds::default() {
-            cluster.circuit_breakers = Some(CircuitBreakers {
-                thresholds: vec![t],
-                ..CircuitBreakers::default()
-            });
-        }
+        connection_pool(cluster, pool);
     }
     if let Some(o) = &p.outlier_detection {
-        cluster.outlier_detection = Some(OutlierDetection {
-            consecutive_5xx: o.consecutive_5xx_errors.map(u32v),
-            enforcing_consecutive_5xx: o
-                .consecutive_5xx_errors
-                .map(|n| u32v(if n > 0 { 100 } else { 0 })),
-            interval: o.interval.as_deref().and_then(parsed),
-            base_ejection_time: o.base_ejection_time.as_deref().and_then(parsed),
-            max_ejection_percent: o.max_ejection_percent.map(u32v),
-            ..OutlierDetection::default()
+        outlier_detection(cluster, o);
+    }
+}
+
+fn connection_pool(cluster: &mut Cluster, pool: &ConnectionPool) {
+    let tcp = pool.tcp.clone().unwrap_or_default();
+    let http = pool.http.clone().unwrap_or_default();
+    if let Some(t) = tcp.connect_timeout.as_deref().and_then(parsed) {
+        cluster.connect_timeout = Some(t);
+    }
+    let t = Thresholds {
+        max_connections: tcp.max_connections.map(u32v),
+        max_pending_requests: http.http1_max_pending_requests.map(u32v),
+        max_requests: http.http2_max_requests.map(u32v),
+        max_retries: http.max_retries.map(u32v),
+        ..Thresholds::default()
+    };
+    if t != Thresholds::default() {
+        cluster.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![t],
+            ..CircuitBreakers::default()
         });
     }
+    if let Some(n) = http.max_requests_per_connection.filter(|n| *n > 0) {
+        // HTTP/1.1 upstream, as Envoy speaks without these options.
+        let options = HttpProtocolOptions {
+            common_http_protocol_options: Some(CommonHttpProtocolOptions {
+                max_requests_per_connection: Some(u32v(n)),
+                ..CommonHttpProtocolOptions::default()
+            }),
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::HttpProtocolOptions(
+                        Http1ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..HttpProtocolOptions::default()
+        };
+        cluster
+            .typed_extension_protocol_options
+            .insert(HTTP_OPTIONS.to_owned(), any(&options));
+    }
+}
+
+/// `Some(n)` → `(n, enforced 100 % if n > 0 else 0 %)`, as Istio maps its counters.
+fn counter(n: Option<u32>) -> (Option<pbuf::UInt32Value>, Option<pbuf::UInt32Value>) {
+    (n.map(u32v), n.map(|n| u32v(if n > 0 { 100 } else { 0 })))
+}
+
+fn outlier_detection(cluster: &mut Cluster, o: &Outlier) {
+    let (consecutive_5xx, enforcing_consecutive_5xx) = counter(o.consecutive_5xx_errors);
+    let (consecutive_gateway_failure, enforcing_consecutive_gateway_failure) =
+        counter(o.consecutive_gateway_errors);
+    cluster.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx,
+        enforcing_consecutive_5xx,
+        consecutive_gateway_failure,
+        enforcing_consecutive_gateway_failure,
+        enforcing_success_rate: Some(u32v(0)),
+        interval: o.interval.as_deref().and_then(parsed),
+        base_ejection_time: o.base_ejection_time.as_deref().and_then(parsed),
+        max_ejection_percent: o.max_ejection_percent.filter(|p| *p > 0).map(u32v),
+        ..OutlierDetection::default()
+    });
+    cluster
+        .common_lb_config
+        .get_or_insert_with(CommonLbConfig::default)
+        .healthy_panic_threshold = Some(Percent {
+        value: f64::from(o.min_health_percent.unwrap_or(0)),
+    });
 }
 
 /// The route hash policy of a `consistentHash` rule.
@@ -144,3 +210,6 @@ pub(super) fn hash_policy(dr: &DestinationRule) -> Option<HashPolicy> {
         policy_specifier: Some(spec),
     })
 }
+
+#[cfg(test)]
+mod tests;

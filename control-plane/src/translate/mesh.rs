@@ -1,7 +1,8 @@
 //! The resolved mesh: the cross-object decisions every audience shares. Pods (explicit, or a
 //! Deployment's replicas when none of its pods are listed) with their addresses, owners and
-//! readiness; Services with their VIPs and waypoints; waypoint Gateways; the route rules, policies
-//! and DestinationRules the Envoy translations read.
+//! readiness; Services with their VIPs and waypoints; waypoint Gateways; the route rules, policies,
+//! DestinationRules and route extensions (FaultInjection, LocalRateLimit) the Envoy translations
+//! read.
 //!
 //! Addresses are deterministic: pods without `status.podIP` get the lowest free address of the
 //! pod CIDR from its second host address on, in `(namespace, name)` order; Services without
@@ -13,6 +14,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::Options;
+use crate::manifest::extensions::{FaultInjectionSpec, LocalRateLimitSpec};
 use crate::manifest::gateway::{GrpcRouteRule, HttpRouteRule};
 use crate::manifest::security::AuthorizationPolicy;
 use crate::manifest::{
@@ -108,6 +110,10 @@ pub(super) struct Mesh<'a> {
     pub destination_rules: Vec<(&'a ManifestObject, &'a DestinationRule)>,
     /// AuthorizationPolicies with `targetRef(s)` (waypoint policies).
     pub waypoint_policies: Vec<&'a AuthorizationPolicy>,
+    /// FaultInjections by `(namespace, name)`.
+    pub fault_injections: BTreeMap<(String, String), &'a FaultInjectionSpec>,
+    /// LocalRateLimits by `(namespace, name)`.
+    pub local_rate_limits: BTreeMap<(String, String), &'a LocalRateLimitSpec>,
 }
 
 fn ns_of(obj: &ManifestObject) -> String {
@@ -324,6 +330,8 @@ impl<'a> Mesh<'a> {
             routes: Vec::new(),
             destination_rules: Vec::new(),
             waypoint_policies: Vec::new(),
+            fault_injections: BTreeMap::new(),
+            local_rate_limits: BTreeMap::new(),
         };
         for obj in objects {
             match &obj.object {
@@ -351,6 +359,14 @@ impl<'a> Mesh<'a> {
                 Object::DestinationRule(d) => mesh.destination_rules.push((obj, d)),
                 Object::AuthorizationPolicy(p) if p.spec.has_target_refs() => {
                     mesh.waypoint_policies.push(p)
+                }
+                Object::FaultInjection(f) => {
+                    let key = (ns_of(obj), f.metadata.name.clone());
+                    mesh.fault_injections.insert(key, &f.spec);
+                }
+                Object::LocalRateLimit(l) => {
+                    let key = (ns_of(obj), l.metadata.name.clone());
+                    mesh.local_rate_limits.insert(key, &l.spec);
                 }
                 _ => {}
             }

@@ -5,10 +5,12 @@
 //! * Listener name `0.0.0.0_<port>` (a stable key, whatever it binds); it binds the Gateway's
 //!   first `IPAddress` address, else `0.0.0.0`. Its one filter chain is an HTTP connection
 //!   manager with RDS route config `"<port>"`, RBAC filters for L7 AuthorizationPolicies
-//!   (`waypoint/rbac.rs`) and the router last.
+//!   (`waypoint/rbac.rs`), the local rate limit and fault filters when a route or virtual host
+//!   of the port uses them (`translate/extensions.rs`), and the router last.
 //! * Virtual host `<hostname>:<port>`, domains (lower-case): hostname, `<name>.<ns>.svc`,
 //!   `<name>.<ns>`, `<name>` and the VIP, each bare and with `:<port>`. A domain already taken by
 //!   an earlier Service (in `namespace/name` order) is left out, as Envoy rejects duplicates.
+//!   Its `typed_per_filter_config`: the Service's own RBAC policies and its LocalRateLimit.
 
 mod listener;
 mod rbac;
@@ -16,11 +18,12 @@ mod rbac_rules;
 
 use std::collections::{BTreeSet, HashMap};
 
-use xds::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use xds::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use xds::{Snapshot, type_url};
 
 use super::canonical;
 use super::clusters;
+use super::extensions;
 use super::mesh::{Mesh, ServiceView, WaypointRef, WaypointView, tcp_ports};
 use super::routes::{self, Client};
 
@@ -54,6 +57,26 @@ pub(super) fn domains(svc: &ServiceView<'_>, port: u16) -> Vec<String> {
         .collect()
 }
 
+fn virtual_host(
+    mesh: &Mesh<'_>,
+    policies: &rbac::Policies<'_>,
+    svc: &ServiceView<'_>,
+    port: u16,
+    domains: Vec<String>,
+    routes: Vec<Route>,
+) -> VirtualHost {
+    VirtualHost {
+        name: format!("{}:{port}", svc.hostname),
+        domains,
+        routes,
+        typed_per_filter_config: rbac::per_service(policies, svc)
+            .into_iter()
+            .chain(extensions::for_service(mesh, svc))
+            .collect::<HashMap<_, _>>(),
+        ..VirtualHost::default()
+    }
+}
+
 pub(super) fn snapshot(mesh: &Mesh<'_>, gw: &WaypointView<'_>) -> Snapshot {
     let me = WaypointRef {
         namespace: gw.namespace.clone(),
@@ -80,27 +103,23 @@ pub(super) fn snapshot(mesh: &Mesh<'_>, gw: &WaypointView<'_>) -> Snapshot {
             .copied()
             .filter(|s| tcp_ports(s).any(|p| p.port == port))
             .collect();
-        let l = listener::listener(&bind, port, rbac::http_filters(&policies, &on_port));
-        snap.add(type_url::LISTENER, l.name.clone(), &l);
         let mut taken = BTreeSet::new();
-        let mut virtual_hosts = Vec::new();
-        for svc in on_port {
-            let table = routes::table(mesh, svc, port, Client::Envoy);
-            cluster_keys.extend(table.clusters);
-            let domains: Vec<String> = domains(svc, port)
-                .into_iter()
-                .filter(|d| taken.insert(d.clone()))
-                .collect();
-            virtual_hosts.push(VirtualHost {
-                name: format!("{}:{port}", svc.hostname),
-                domains,
-                routes: table.routes,
-                typed_per_filter_config: rbac::per_service(&policies, svc)
+        let virtual_hosts: Vec<VirtualHost> = on_port
+            .iter()
+            .map(|svc| {
+                let table = routes::table(mesh, svc, port, Client::Envoy);
+                cluster_keys.extend(table.clusters);
+                let domains = domains(svc, port)
                     .into_iter()
-                    .collect::<HashMap<_, _>>(),
-                ..VirtualHost::default()
-            });
-        }
+                    .filter(|d| taken.insert(d.clone()))
+                    .collect();
+                virtual_host(mesh, &policies, svc, port, domains, table.routes)
+            })
+            .collect();
+        let mut filters = rbac::http_filters(&policies, &on_port);
+        filters.extend(extensions::http_filters(&extensions::used(&virtual_hosts)));
+        let l = listener::listener(&bind, port, filters);
+        snap.add(type_url::LISTENER, l.name.clone(), &l);
         let name = port.to_string();
         let rc = RouteConfiguration {
             name: name.clone(),

@@ -18,12 +18,18 @@
 //! * Header additions support `APPEND_IF_EXISTS_OR_ADD` and `OVERWRITE_IF_EXISTS_OR_ADD` (and
 //!   the deprecated `append`); the two conditional actions are rejected.
 //! * Clusters must be EDS.
+//! * HTTP filters are RBAC, fault injection (fixed delays and HTTP/gRPC aborts) and local rate
+//!   limiting (one token bucket per config, no descriptors); their per-route forms override them
+//!   by filter name. Runtime keys are not read (the waypoint has no runtime), which is what Envoy
+//!   does when they are unset.
 
 mod cluster;
 mod endpoints;
+mod fault;
 mod headers;
 mod listener;
 mod matchers;
+mod rate_limit;
 mod rbac_rules;
 mod responses;
 mod route_action;
@@ -39,9 +45,10 @@ use xds::pb::envoy::config::core::v3::{Address, address, socket_address::PortSpe
 use xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds::pb::envoy::config::listener::v3::Listener as PbListener;
 use xds::pb::envoy::config::route::v3::RouteConfiguration;
+use xds::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::DenominatorType};
 use xds::pb::google::protobuf as pbuf;
 
-use super::{Cluster, Endpoint, Listener, ListenerKind, RouteTable};
+use super::{Cluster, Endpoint, Listener, ListenerKind, RouteTable, Share};
 
 /// The kind of xDS resource a [`ModelError`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +244,27 @@ fn duration(at: &At<'_>, d: &pbuf::Duration) -> Result<Duration, ModelError> {
 
 fn opt_duration(at: &At<'_>, d: Option<&pbuf::Duration>) -> Result<Option<Duration>, ModelError> {
     d.map(|d| duration(at, d)).transpose()
+}
+
+/// A `FractionalPercent` as a [`Share`], any denominator; above 100 % means every request (as
+/// Envoy's `random % denominator < numerator`).
+fn share(at: &At<'_>, p: &FractionalPercent) -> Result<Share, ModelError> {
+    let scale = match DenominatorType::try_from(p.denominator) {
+        Ok(DenominatorType::Hundred) => 10_000,
+        Ok(DenominatorType::TenThousand) => 100,
+        Ok(DenominatorType::Million) => 1,
+        Err(_) => {
+            return Err(at
+                .f("denominator")
+                .invalid(format_args!("unknown denominator {}", p.denominator)));
+        }
+    };
+    Ok(Share {
+        per_million: p
+            .numerator
+            .saturating_mul(scale)
+            .min(Share::ALL.per_million),
+    })
 }
 
 fn u32v(v: Option<&pbuf::UInt32Value>) -> Option<u32> {

@@ -2,8 +2,8 @@
 //! and picked per request ([`Balancer::pick`]) without locks.
 //!
 //! * Which endpoints: the best (lowest) priority level that has a healthy endpoint; within it
-//!   the healthy ones, or all of them when fewer than 50 % are healthy (Envoy's panic mode; also
-//!   when none is healthy anywhere). Lower levels take no spill-over traffic.
+//!   the healthy ones, or all of them when fewer than the cluster's panic threshold (Envoy's
+//!   default 50 %) are healthy (Envoy's panic mode; with a threshold of 0 never). Lower levels take no spill-over traffic.
 //! * ROUND_ROBIN: plain rotation when weights are equal; otherwise each cycle of `W` (the
 //!   weight total) picks visits the weight ranges in the order `k · stride mod W` (a stride
 //!   coprime to `W`), so every endpoint gets exactly its weight per cycle, interleaved.
@@ -76,8 +76,9 @@ fn stride(total: u64) -> u64 {
     s
 }
 
-/// The endpoints that take traffic, and whether that is the panic set.
-fn select_hosts(endpoints: &[Endpoint]) -> (Vec<usize>, bool) {
+/// The endpoints that take traffic, and whether that is the panic set (fewer than
+/// `panic_threshold` percent of the level healthy).
+fn select_hosts(endpoints: &[Endpoint], panic_threshold: u32) -> (Vec<usize>, bool) {
     let level = endpoints
         .iter()
         .filter(|e| e.healthy)
@@ -95,16 +96,30 @@ fn select_hosts(endpoints: &[Endpoint]) -> (Vec<usize>, bool) {
         .copied()
         .filter(|i| endpoints[*i].healthy)
         .collect();
-    if healthy.len() * 2 < in_level.len() {
+    if panics(healthy.len(), in_level.len(), panic_threshold) {
         (in_level, true)
     } else {
         (healthy, false)
     }
 }
 
+/// Whether `healthy` of `total` hosts is below `threshold` percent (Envoy's panic mode).
+pub fn panics(healthy: usize, total: usize, threshold: u32) -> bool {
+    healthy * 100 < total * usize::try_from(threshold.min(100)).unwrap_or(100)
+}
+
 impl Balancer {
+    /// A balancer with Envoy's default panic threshold (50 %).
     pub fn new(policy: LbPolicy, endpoints: &[Endpoint]) -> Balancer {
-        let (hosts, panic) = select_hosts(endpoints);
+        Self::with_panic_threshold(policy, endpoints, 50)
+    }
+
+    pub fn with_panic_threshold(
+        policy: LbPolicy,
+        endpoints: &[Endpoint],
+        panic_threshold: u32,
+    ) -> Balancer {
+        let (hosts, panic) = select_hosts(endpoints, panic_threshold);
         // Weight 0 cannot come from xDS; were it given, such an endpoint gets no traffic
         // (unless all are 0, then all count as 1).
         // Weights are divided by their greatest common divisor (90/10 → 9/1), which keeps

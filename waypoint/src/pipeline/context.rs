@@ -79,6 +79,8 @@ pub struct RequestContext {
     pub attempts: u32,
     pub flags: Vec<&'static str>,
     pub rbac_policy: Option<String>,
+    /// The rate-limit bucket's answer, for `x-ratelimit-*` response headers.
+    pub rate_limit: Option<crate::model::rate_limit::Verdict>,
     pub request_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -145,6 +147,7 @@ impl RequestContext {
             attempts: 0,
             flags: Vec::new(),
             rbac_policy: None,
+            rate_limit: None,
             request_bytes: Arc::default(),
         }
     }

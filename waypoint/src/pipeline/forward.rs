@@ -1,6 +1,11 @@
 //! The upstream phase of a forwarding route: pick the weighted cluster, rewrite the request,
 //! then attempt endpoints (load balancer + hash policy, retries with jittered back-off on a
 //! replayable body, per-try and route timeouts), mirror, and shape the response.
+//!
+//! Circuit breakers: each attempt holds a slot of the cluster's `max_requests` until its
+//! response body ends (none free: 503 `UO`), and each retry a slot of `max_retries` (none free:
+//! no retry, the last answer stands, `UO`). Every attempt's outcome feeds the cluster's outlier
+//! detector.
 
 use std::sync::Arc;
 
@@ -13,9 +18,11 @@ use rand::Rng;
 
 use super::local::LocalReply;
 use super::{Proxy, RequestContext, strip_hop_by_hop};
-use crate::body::{ProxyBody, full};
+use crate::body::Observed;
+use crate::body::{ProxyBody, boxed, full};
 use crate::model::action::{self, AttemptOutcome};
 use crate::model::{Forward, Route, VirtualHost, WeightedCluster, select};
+use crate::runtime::Resource;
 use crate::state::State;
 use crate::upstream::{Target, UpstreamError};
 
@@ -134,7 +141,9 @@ pub(super) async fn forward(
     let attempts = async {
         let retry = fwd.retry.as_ref().filter(|_| replay.is_some());
         let max = 1 + retry.map_or(0, |r| r.num_retries);
+        let limits = cs.cluster.circuit_breakers;
         let mut tried: Vec<usize> = Vec::new();
+        let mut _retry_slot = None;
         loop {
             ctx.attempts += 1;
             let i = cs
@@ -143,7 +152,11 @@ pub(super) async fn forward(
             tried.push(i);
             let ep = &cs.endpoints[i];
             ctx.endpoint = Some(ep.clone());
-            let _active = cs.start(i);
+            let request_slot = cs
+                .runtime
+                .try_acquire(Resource::Requests, limits.max_requests)
+                .ok_or(LocalReply::Overflow)?;
+            let active = cs.start(i);
             let body = match (&replay, once.take()) {
                 (Some(b), _) => full(b.clone()),
                 (None, Some(b)) => b,
@@ -157,7 +170,7 @@ pub(super) async fn forward(
             let target = Target {
                 endpoint: ep,
                 http2,
-                connect_timeout: cs.cluster.connect_timeout,
+                cluster: &cs,
                 client: ctx.down.remote,
             };
             let send = async {
@@ -182,7 +195,24 @@ pub(super) async fn forward(
                 }
                 Err(AttemptError::Upstream(_)) => AttemptOutcome::Reset,
             };
-            let retriable = retry.is_some_and(|r| action::retriable(r, &outcome));
+            if let Err(AttemptError::Upstream(UpstreamError::Overflow { .. })) = &result {
+                return Err(LocalReply::Overflow);
+            }
+            if let Some(o) = &cs.cluster.outlier {
+                cs.runtime
+                    .record(o, &cs.endpoints, i, &outcome, &cs.cluster.name);
+            }
+            let mut retriable = retry.is_some_and(|r| action::retriable(r, &outcome));
+            if retriable && ctx.attempts < max {
+                _retry_slot = cs
+                    .runtime
+                    .try_acquire(Resource::Retries, limits.max_retries);
+                if _retry_slot.is_none() {
+                    // Envoy's retry overflow: no retry, the answer stands.
+                    ctx.flags.push("UO");
+                    retriable = false;
+                }
+            }
             if retriable && ctx.attempts < max {
                 if let Some(r) = retry {
                     let unit: f64 = rand::rng().random();
@@ -196,7 +226,12 @@ pub(super) async fn forward(
                 ctx.flags.push("URX");
             }
             return match result {
-                Ok(r) => Ok(r),
+                // The request counts against max_requests until its response body ends.
+                Ok(r) => Ok(r.map(|b| {
+                    boxed(Observed::new(b, move |_, _| {
+                        drop((request_slot, active));
+                    }))
+                })),
                 Err(AttemptError::Timeout) => Err(LocalReply::Timeout),
                 Err(AttemptError::Upstream(e)) => Err(LocalReply::UpstreamFailure {
                     reason: e.to_string(),
@@ -249,6 +284,11 @@ fn mirror(
         let Some(i) = cs.pick(None, &[]) else {
             continue;
         };
+        let limit = cs.cluster.circuit_breakers.max_requests;
+        let Some(slot) = cs.runtime.try_acquire(Resource::Requests, limit) else {
+            tracing::debug!(cluster = %m.cluster, "mirror skipped: max requests");
+            continue;
+        };
         let mut req = p.build(full(body.clone()));
         let shadow = match host.rsplit_once(':') {
             Some((name, port)) => format!("{name}-shadow:{port}"),
@@ -272,12 +312,13 @@ fn mirror(
             let target = Target {
                 endpoint: &ep,
                 http2,
-                connect_timeout: cs.cluster.connect_timeout,
+                cluster: &cs,
                 client,
             };
             if let Ok(r) = upstream.send(target, req).await {
                 let _ = r.into_body().collect().await;
             }
+            drop(slot);
         });
     }
 }

@@ -351,10 +351,17 @@ fn check_filters(
                     ));
                 }
             }
+            FilterType::ExtensionRef => {
+                let r = f
+                    .extension_ref
+                    .as_ref()
+                    .ok_or_else(|| missing("extensionRef"))?;
+                super::extensions::check_extension_ref(obj, &here, r)?;
+            }
             FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {}
         }
     }
-    Ok(())
+    super::extensions::check_one_per_kind(obj, at, filters)
 }
 
 fn check_redirect(

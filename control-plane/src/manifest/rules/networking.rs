@@ -89,11 +89,24 @@ fn check_policy(obj: &ManifestObject, p: &TrafficPolicy) -> Result<(), ManifestE
             o.base_ejection_time.as_ref(),
             true,
         )?;
-        if o.max_ejection_percent.is_some_and(|p| p > 100) {
+        for (field, value) in [
+            ("maxEjectionPercent", o.max_ejection_percent),
+            ("minHealthPercent", o.min_health_percent),
+        ] {
+            if value.is_some_and(|p| p > 100) {
+                return Err(ManifestError::at(
+                    obj,
+                    &format!("{at}.{field}"),
+                    "must be 0-100",
+                ));
+            }
+        }
+        if o.consecutive_errors.is_some() {
             return Err(ManifestError::at(
                 obj,
-                &format!("{at}.maxEjectionPercent"),
-                "must be 0-100",
+                &format!("{at}.consecutiveErrors"),
+                "was removed from Istio's DestinationRule: use consecutiveGatewayErrors \
+                 (502, 503, 504) or consecutive5xxErrors (any 5xx)",
             ));
         }
     }

@@ -1,6 +1,8 @@
-//! What one route does: filters (header modifiers, URL rewrite, redirect, mirror), backends
+//! What one route does: filters (header modifiers, URL rewrite, redirect, mirror, and for
+//! Envoy the per-filter configs of `ExtensionRef`s, see `translate/extensions.rs`), backends
 //! (one cluster or `weighted_clusters`), timeouts and retries.
 //!
+//! * An `ExtensionRef` to a missing FaultInjection or LocalRateLimit: a 500 direct response.
 //! * Backends that do not resolve (not a Service, another namespace without the ReferenceGrant
 //!   this control plane does not read, a missing Service or port) are skipped with a warning;
 //!   weight-0 backends get no traffic. No backend left → a 500 direct response, as Gateway API
@@ -37,6 +39,7 @@ use crate::manifest::gateway::{
 use crate::translate::clusters::{ClusterKey, key};
 use crate::translate::destination_rule;
 use crate::translate::envoy::{duration, header, parsed, regex_matcher, u32v};
+use crate::translate::extensions;
 use crate::translate::mesh::{Mesh, tcp_ports};
 
 /// Retries when a `retry` block does not say how many.
@@ -83,6 +86,14 @@ pub(super) fn route(
         r#match: Some(c.spec.to_envoy(client)),
         ..Route::default()
     };
+    let Ok(per_filter) = extensions::per_route(mesh, &c.route.namespace, &what, c.parts.filters)
+    else {
+        r.action = Some(server_error());
+        return r;
+    };
+    if client == Client::Envoy {
+        r.typed_per_filter_config = per_filter.into_iter().collect();
+    }
     let Filters {
         redirect,
         rewrite,
@@ -103,10 +114,7 @@ pub(super) fn route(
         .filter(|(_, w)| *w > 0)
         .collect();
     let Some(specifier) = cluster_specifier(mesh, &backends) else {
-        r.action = Some(route::Action::DirectResponse(DirectResponseAction {
-            status: 500,
-            ..DirectResponseAction::default()
-        }));
+        r.action = Some(server_error());
         return r;
     };
     clusters.extend(backends.iter().map(|(k, _)| *k));
@@ -129,6 +137,14 @@ pub(super) fn route(
     }
     r.action = Some(route::Action::Route(action));
     r
+}
+
+/// A 500 direct response: what Gateway API asks of a rule that cannot be served as written.
+fn server_error() -> route::Action {
+    route::Action::DirectResponse(DirectResponseAction {
+        status: 500,
+        ..DirectResponseAction::default()
+    })
 }
 
 /// What a rule's filters decide beyond header changes (which go on the route directly).
@@ -164,6 +180,7 @@ fn filters<'a>(
                 }
             }
             FilterType::RequestRedirect => out.redirect = f.request_redirect.as_ref(),
+            FilterType::ExtensionRef => {}
             FilterType::UrlRewrite => out.rewrite = f.url_rewrite.as_ref(),
             FilterType::RequestMirror => {
                 let Some(m) = &f.request_mirror else { continue };

@@ -154,7 +154,8 @@ fn envoy_check_catches_an_invalid_config() {
     assert!(log.contains("domain"), "{log}");
 }
 
-/// Every route feature, RBAC with dry-run, several ports and a bind address.
+/// Every route feature, RBAC with dry-run, fault injection and local rate limits (per route and
+/// per Service), circuit breaking and outlier detection, several ports and a bind address.
 const EVERYTHING: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -200,6 +201,8 @@ spec:
     - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Env, value: prod}], add: [{name: X-Trace, value: "1"}], remove: [X-Debug]}}
     - {type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: Cache-Control, value: no-store}]}}
     - {type: RequestMirror, requestMirror: {backendRef: {name: mirror, port: 80}, percent: 25}}
+    - {type: ExtensionRef, extensionRef: {group: meshctl.dev, kind: FaultInjection, name: slow-and-flaky}}
+    - {type: ExtensionRef, extensionRef: {group: meshctl.dev, kind: LocalRateLimit, name: strict}}
     backendRefs: [{name: api, port: 80}]
     timeouts: {request: 10s, backendRequest: 2s}
     retry: {attempts: 2, backoff: 50ms}
@@ -208,6 +211,9 @@ spec:
     backendRefs: [{name: api, port: 80, weight: 0}, {name: mirror, port: 80}]
   - matches: [{path: {type: PathPrefix, value: /gone}}]
     backendRefs: [{name: nowhere, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /broken}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: meshctl.dev, kind: LocalRateLimit, name: nowhere}}]
+    backendRefs: [{name: api, port: 80}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -216,7 +222,30 @@ spec:
   parentRefs: [{kind: Service, name: api, port: 9090}]
   rules:
   - matches: [{method: {service: shop.v1.Cart, method: Add}}, {method: {service: shop.v1.Admin}}, {method: {type: RegularExpression, method: "Get.*"}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: meshctl.dev, kind: FaultInjection, name: unavailable}}]
     backendRefs: [{name: api, port: 9090}]
+---
+apiVersion: meshctl.dev/v1alpha1
+kind: FaultInjection
+metadata: {name: slow-and-flaky, namespace: app}
+spec:
+  delay: {fixedDelay: 200ms, percentage: {value: 50}}
+  abort: {httpStatus: 503, percentage: {value: 0.5}}
+---
+apiVersion: meshctl.dev/v1alpha1
+kind: FaultInjection
+metadata: {name: unavailable, namespace: app}
+spec: {abort: {grpcStatus: UNAVAILABLE}}
+---
+apiVersion: meshctl.dev/v1alpha1
+kind: LocalRateLimit
+metadata: {name: strict, namespace: app}
+spec: {tokenBucket: {maxTokens: 10, tokensPerFill: 2, fillInterval: 50ms}, status: 503}
+---
+apiVersion: meshctl.dev/v1alpha1
+kind: LocalRateLimit
+metadata: {name: api, namespace: app}
+spec: {targetRefs: [{kind: Service, name: api}], tokenBucket: {maxTokens: 1000, fillInterval: 1s}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -231,7 +260,12 @@ kind: DestinationRule
 metadata: {name: all, namespace: app}
 spec:
   host: "*.app.svc.cluster.local"
-  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+  trafficPolicy:
+    loadBalancer: {simple: LEAST_REQUEST}
+    connectionPool:
+      tcp: {maxConnections: 10, connectTimeout: 1s}
+      http: {http1MaxPendingRequests: 5, http2MaxRequests: 20, maxRetries: 2, maxRequestsPerConnection: 1}
+    outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 3, interval: 1s, baseEjectionTime: 5s, maxEjectionPercent: 100, minHealthPercent: 0}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -262,5 +296,94 @@ fn envoy_accepts_every_route_and_policy_feature() {
         crate::translate::testing::names(snap, type_url::LISTENER),
         vec!["0.0.0.0_80", "0.0.0.0_9090"]
     );
+    // The checked config does carry the fault and rate limit filters.
+    for port in ["0.0.0.0_80", "0.0.0.0_9090"] {
+        let l: Listener = decode(snap, type_url::LISTENER, port);
+        let Some(filter::ConfigType::TypedConfig(a)) = &l.filter_chains[0].filters[0].config_type
+        else {
+            panic!("no HCM")
+        };
+        let hcm = HttpConnectionManager::decode(a.value.as_slice()).unwrap();
+        let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names[names.len() - 3..],
+            [
+                "envoy.filters.http.local_ratelimit",
+                "envoy.filters.http.fault",
+                "envoy.filters.http.router"
+            ],
+            "{port}"
+        );
+    }
     validate("kitchen-sink", snap);
+}
+
+#[test]
+fn envoy_check_sees_per_route_rate_limits() {
+    use xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+    let t = run(EVERYTHING);
+    let mut b = bootstrap(&t.waypoints[&("app".to_owned(), "wp".to_owned())]);
+    // A fill interval below Envoy's 50 ms minimum on one route: Envoy must refuse.
+    let l = b
+        .static_resources
+        .as_mut()
+        .unwrap()
+        .listeners
+        .iter_mut()
+        .find(|l| l.name == "0.0.0.0_80")
+        .unwrap();
+    let Some(filter::ConfigType::TypedConfig(a)) = &mut l.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no HCM")
+    };
+    let mut hcm = HttpConnectionManager::decode(a.value.as_slice()).unwrap();
+    let Some(RouteSpecifier::RouteConfig(rc)) = &mut hcm.route_specifier else {
+        panic!("routes not inline")
+    };
+    let config = rc
+        .virtual_hosts
+        .iter_mut()
+        .flat_map(|vh| vh.routes.iter_mut())
+        .find_map(|r| {
+            r.typed_per_filter_config
+                .get_mut("envoy.filters.http.local_ratelimit")
+        })
+        .unwrap();
+    let mut limit = LocalRateLimit::decode(config.value.as_slice()).unwrap();
+    limit.token_bucket.as_mut().unwrap().fill_interval =
+        Some(xds::pb::google::protobuf::Duration {
+            seconds: 0,
+            nanos: 10_000_000,
+        });
+    *config = any(&limit);
+    *a = any(&hcm);
+    let (ok, log) = run_envoy(&b);
+    assert!(!ok, "Envoy accepted a 10 ms fill interval:\n{log}");
+    assert!(log.contains("50ms"), "{log}");
+}
+
+#[test]
+fn envoy_accepts_the_waypoint_example() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/waypoint");
+    let files = crate::manifest::read_path(&dir).unwrap();
+    let objects = crate::manifest::parse_files(&files).unwrap();
+    let t = crate::translate::translate(&objects, &crate::translate::Options::default()).unwrap();
+    let snap = &t.waypoints[&("demo".to_owned(), "waypoint".to_owned())];
+    let l: Listener = decode(snap, type_url::LISTENER, "0.0.0.0_80");
+    let Some(filter::ConfigType::TypedConfig(a)) = &l.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no HCM")
+    };
+    let hcm = HttpConnectionManager::decode(a.value.as_slice()).unwrap();
+    let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "istio.rbac.deny",
+            "envoy.filters.http.local_ratelimit",
+            "envoy.filters.http.fault",
+            "envoy.filters.http.router"
+        ]
+    );
+    validate("examples/waypoint", snap);
 }

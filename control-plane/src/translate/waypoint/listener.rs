@@ -12,7 +12,7 @@ pub(super) fn listener_name(port: u16) -> String {
     format!("0.0.0.0_{port}")
 }
 
-/// The listener; `filters` are the RBAC filters (the router is appended).
+/// The listener; `filters` are the RBAC and extension filters (the router is appended).
 pub(super) fn listener(bind: &str, port: u16, mut filters: Vec<HttpFilter>) -> Listener {
     filters.push(router_filter());
     let hcm = http_connection_manager(&format!("waypoint_{port}"), &port.to_string(), filters);

@@ -25,6 +25,8 @@ const MAX_RING: u64 = 8 * 1024 * 1024;
 const DEFAULT_MAGLEV_TABLE: u64 = 65537;
 /// Larger Maglev tables are refused (Envoy caps them at 5 000 011).
 const MAX_MAGLEV_TABLE: u64 = 5_000_011;
+const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 const HTTP_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub(super) fn cluster(at: &At<'_>, c: &PbCluster) -> Result<Cluster, ModelError> {
@@ -62,7 +64,46 @@ pub(super) fn cluster(at: &At<'_>, c: &PbCluster) -> Result<Cluster, ModelError>
             .map(|o| outlier(&at.f("outlier_detection"), o))
             .transpose()?,
         http2: http2(at, c)?,
+        panic_threshold: panic_threshold(at, c)?,
+        max_requests_per_connection: max_requests_per_connection(at, c)?,
     })
+}
+
+/// Envoy's default healthy panic threshold, in percent.
+const DEFAULT_PANIC_THRESHOLD: u32 = 50;
+
+fn panic_threshold(at: &At<'_>, c: &PbCluster) -> Result<u32, ModelError> {
+    let Some(p) = c
+        .common_lb_config
+        .as_ref()
+        .and_then(|l| l.healthy_panic_threshold.as_ref())
+    else {
+        return Ok(DEFAULT_PANIC_THRESHOLD);
+    };
+    if !(0.0..=100.0).contains(&p.value) {
+        return Err(at
+            .f("common_lb_config.healthy_panic_threshold")
+            .invalid("must be within 0–100"));
+    }
+    // Whole percent: Envoy compares the healthy share against it the same way.
+    Ok(p.value.ceil() as u32)
+}
+
+fn max_requests_per_connection(at: &At<'_>, c: &PbCluster) -> Result<Option<u32>, ModelError> {
+    let from_options = match c.typed_extension_protocol_options.get(HTTP_OPTIONS_KEY) {
+        Some(any) if holds::<HttpProtocolOptions>(any) => {
+            let at = at.f("typed_extension_protocol_options").k(HTTP_OPTIONS_KEY);
+            let o: HttpProtocolOptions = decode(&at, any)?;
+            o.common_http_protocol_options
+                .and_then(|c| c.max_requests_per_connection)
+                .map(|v| v.value)
+        }
+        _ => None,
+    };
+    #[allow(deprecated)]
+    let legacy = c.max_requests_per_connection.as_ref().map(|v| v.value);
+    // 0 means no limit, as in Envoy.
+    Ok(from_options.or(legacy).filter(|n| *n > 0))
 }
 
 fn is_prime(n: u64) -> bool {
@@ -169,7 +210,9 @@ fn circuit_breakers(c: &PbCluster) -> CircuitBreakers {
 
 /// Envoy's defaults: 5 consecutive 5xx (enforced 100 %; enforcement 0 % disables it, shown as
 /// `consecutive_5xx: 0`), 10 s interval, 30 s base ejection, 10 % max ejected; consecutive
-/// gateway failures only when their enforcement is above 0 % (its default).
+/// gateway failures only when their enforcement is above 0 % (its default). The ejection cap
+/// `max_ejection_time` defaults to 300 s or the base ejection time, whichever is larger; when
+/// set it must be positive and not below the base (Envoy refuses the cluster otherwise).
 fn outlier(at: &At<'_>, o: &PbOutlier) -> Result<OutlierDetection, ModelError> {
     let enforced = |v: &Option<xds::pb::google::protobuf::UInt32Value>, default: u32| {
         u32v(v.as_ref()).unwrap_or(default) > 0
@@ -190,15 +233,28 @@ fn outlier(at: &At<'_>, o: &PbOutlier) -> Result<OutlierDetection, ModelError> {
     if interval.is_zero() {
         return Err(at.f("interval").invalid("must be positive"));
     }
+    let base_ejection_time =
+        opt_duration(&at.f("base_ejection_time"), o.base_ejection_time.as_ref())?
+            .unwrap_or(DEFAULT_BASE_EJECTION);
+    let max_ejection_time =
+        match opt_duration(&at.f("max_ejection_time"), o.max_ejection_time.as_ref())? {
+            None => base_ejection_time.max(DEFAULT_MAX_EJECTION),
+            Some(d) if d.is_zero() => {
+                return Err(at.f("max_ejection_time").invalid("must be positive"));
+            }
+            Some(d) if d < base_ejection_time => {
+                return Err(at
+                    .f("max_ejection_time")
+                    .invalid("must not be below base_ejection_time"));
+            }
+            Some(d) => d,
+        };
     Ok(OutlierDetection {
         consecutive_5xx,
         consecutive_gateway_failure,
         interval,
-        base_ejection_time: opt_duration(
-            &at.f("base_ejection_time"),
-            o.base_ejection_time.as_ref(),
-        )?
-        .unwrap_or(Duration::from_secs(30)),
+        base_ejection_time,
+        max_ejection_time,
         max_ejection_percent,
     })
 }

@@ -1,9 +1,14 @@
 //! A listener's one filter chain → [`ListenerKind`]: the HTTP connection manager (RDS route
-//! configuration, RBAC filters, router last) or `tcp_proxy` to one cluster.
+//! configuration; RBAC, fault and local rate limit filters in order; router last) or `tcp_proxy`
+//! to one cluster.
+
+use std::sync::Arc;
 
 use xds::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener as PbListener, filter,
 };
+use xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use xds::pb::envoy::extensions::filters::http::rbac::v3::Rbac;
 use xds::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -14,9 +19,11 @@ use xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
-use super::{At, ModelError, decode, holds, rbac_rules};
+use super::rate_limit::{self, Level};
+use super::{At, ModelError, decode, fault, holds, rbac_rules};
+use crate::model::rate_limit::RateLimit;
 use crate::model::rbac::RbacFilter;
-use crate::model::{HttpFilter, ListenerKind};
+use crate::model::{Fault, HttpFilter, ListenerKind};
 
 /// Filter names Envoy accepts for the router when a filter has no typed config.
 const ROUTER_NAME: &str = "envoy.filters.http.router";
@@ -115,6 +122,8 @@ fn http(at: &At<'_>, hcm: &HttpConnectionManager) -> Result<ListenerKind, ModelE
 /// What one HTTP filter is.
 enum Kind {
     Rbac(RbacFilter),
+    Fault(Option<Arc<Fault>>),
+    RateLimit(Arc<RateLimit>),
     Router,
     /// Not understood but optional: dropped.
     Skip,
@@ -143,6 +152,21 @@ fn http_filter(at: &At<'_>, f: &PbHttpFilter) -> Result<Kind, ModelError> {
         } else {
             rbac_rules::filter(&at.f("typed_config"), &rbac)?
         }))
+    } else if holds::<HttpFault>(any) {
+        let config: HttpFault = decode(&at.f("typed_config"), any)?;
+        // Disabled, or with neither a delay nor an abort: only routes' configs inject faults.
+        if f.disabled || (config.delay.is_none() && config.abort.is_none()) {
+            return Ok(Kind::Fault(None));
+        }
+        let fault = fault::fault(&at.f("typed_config"), &config)?;
+        Ok(Kind::Fault(Some(Arc::new(fault))))
+    } else if holds::<LocalRateLimit>(any) {
+        let config: LocalRateLimit = decode(&at.f("typed_config"), any)?;
+        Ok(Kind::RateLimit(Arc::new(if f.disabled {
+            rate_limit::pass_through(&config.stat_prefix)
+        } else {
+            rate_limit::local_rate_limit(&at.f("typed_config"), &config, Level::Filter)?
+        })))
     } else if f.is_optional {
         Ok(Kind::Skip)
     } else {
@@ -161,6 +185,14 @@ fn http_filters(at: &At<'_>, list: &[PbHttpFilter]) -> Result<Vec<HttpFilter>, M
             Kind::Rbac(rbac) => out.push(HttpFilter::Rbac {
                 name: f.name.clone(),
                 rbac,
+            }),
+            Kind::Fault(fault) => out.push(HttpFilter::Fault {
+                name: f.name.clone(),
+                fault,
+            }),
+            Kind::RateLimit(limit) => out.push(HttpFilter::LocalRateLimit {
+                name: f.name.clone(),
+                limit,
             }),
             Kind::Skip => {}
             Kind::Router if i + 1 == list.len() => return Ok(out),

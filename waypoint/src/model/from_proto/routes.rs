@@ -1,20 +1,25 @@
 //! `RouteConfiguration` → [`RouteTable`]: virtual hosts, routes, route matches and per-filter
-//! (RBAC) overrides.
+//! overrides (RBAC, fault injection, local rate limits).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use xds::pb::envoy::config::route::v3::{
     Route as PbRoute, RouteConfiguration, RouteMatch as PbRouteMatch, VirtualHost as PbVirtualHost,
     route, route_match::PathSpecifier,
 };
+use xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use xds::pb::envoy::extensions::filters::http::rbac::v3::RbacPerRoute;
 use xds::pb::google::protobuf::Any;
 
+use super::rate_limit::{self, Level};
 use super::route_action::{self, Defaults};
-use super::{At, ModelError, decode, headers, holds, matchers, rbac_rules, responses};
+use super::{At, ModelError, decode, fault, headers, holds, matchers, rbac_rules, responses};
 use crate::model::rbac::RbacFilter;
 use crate::model::{
-    HeaderChanges, Mirror, PathMatch, Route, RouteAction, RouteMatch, RouteTable, VirtualHost,
+    FilterOverride, HeaderChanges, Mirror, PathMatch, Route, RouteAction, RouteMatch, RouteTable,
+    VirtualHost,
 };
 
 /// What a virtual host takes from its route configuration.
@@ -23,7 +28,9 @@ struct TableLevel {
     response_headers: HeaderChanges,
     /// Envoy applies the route configuration's headers last unless this is set.
     most_specific_wins: bool,
-    rbac: BTreeMap<String, RbacFilter>,
+    /// Shared by every virtual host that does not replace them (so is a rate limit's bucket, as
+    /// in Envoy, where this level's config is one object).
+    overrides: BTreeMap<String, FilterOverride>,
     mirrors: Vec<Mirror>,
 }
 
@@ -52,7 +59,7 @@ pub(super) fn table(at: &At<'_>, rc: &RouteConfiguration) -> Result<RouteTable, 
             &rc.response_headers_to_remove,
         )?,
         most_specific_wins: rc.most_specific_header_mutations_wins,
-        rbac: per_filter(
+        overrides: per_filter(
             &at.f("typed_per_filter_config"),
             &rc.typed_per_filter_config,
         )?,
@@ -131,8 +138,8 @@ fn virtual_host(
         )?
     };
     let defaults = Defaults { retry, mirrors };
-    let mut rbac_overrides = table.rbac.clone();
-    rbac_overrides.extend(per_filter(
+    let mut overrides = table.overrides.clone();
+    overrides.extend(per_filter(
         &at.f("typed_per_filter_config"),
         &vh.typed_per_filter_config,
     )?);
@@ -160,7 +167,7 @@ fn virtual_host(
         name: vh.name.clone(),
         domains,
         routes,
-        rbac_overrides,
+        overrides,
         request_headers: with_table(
             request_headers,
             &table.request_headers,
@@ -226,7 +233,7 @@ fn route(at: &At<'_>, r: &PbRoute, defaults: &Defaults) -> Result<Route, ModelEr
             "response_headers_to_remove",
             &r.response_headers_to_remove,
         )?,
-        rbac_overrides: per_filter(&at.f("typed_per_filter_config"), &r.typed_per_filter_config)?,
+        overrides: per_filter(&at.f("typed_per_filter_config"), &r.typed_per_filter_config)?,
     })
 }
 
@@ -301,13 +308,14 @@ fn route_match(
     })
 }
 
-/// `typed_per_filter_config` → RBAC overrides by filter name. `RBACPerRoute` without `rbac`,
-/// or a `FilterConfig` with `disabled`, switches the filter off ([`RbacFilter::disabled`]).
-/// Configs for other filters are errors unless wrapped in an optional `FilterConfig`.
+/// `typed_per_filter_config` → overrides by filter name: `RBACPerRoute` (without `rbac`: the
+/// filter lets everything through), `HTTPFault`, `LocalRateLimit` (which must have a token
+/// bucket), or a `FilterConfig` with `disabled` ([`FilterOverride::Disabled`]). Configs of other
+/// types are errors unless wrapped in an optional `FilterConfig`, which drops them.
 pub(super) fn per_filter(
     at: &At<'_>,
     map: &HashMap<String, Any>,
-) -> Result<BTreeMap<String, RbacFilter>, ModelError> {
+) -> Result<BTreeMap<String, FilterOverride>, ModelError> {
     use xds::pb::envoy::config::route::v3::FilterConfig;
     let mut names: Vec<&String> = map.keys().collect();
     names.sort();
@@ -318,7 +326,7 @@ pub(super) fn per_filter(
         let (any, optional) = if holds::<FilterConfig>(any) {
             let fc: FilterConfig = decode(&at, any)?;
             if fc.disabled {
-                out.insert(name.clone(), RbacFilter::disabled());
+                out.insert(name.clone(), FilterOverride::Disabled);
                 continue;
             }
             match fc.config {
@@ -328,16 +336,28 @@ pub(super) fn per_filter(
         } else {
             (any.clone(), false)
         };
-        if holds::<RbacPerRoute>(&any) {
+        let config = if holds::<RbacPerRoute>(&any) {
             let per_route: RbacPerRoute = decode(&at, &any)?;
-            let filter = match &per_route.rbac {
+            FilterOverride::Rbac(match &per_route.rbac {
                 Some(rbac) => rbac_rules::filter(&at.f("rbac"), rbac)?,
                 None => RbacFilter::disabled(),
-            };
-            out.insert(name.clone(), filter);
-        } else if !optional {
+            })
+        } else if holds::<HttpFault>(&any) {
+            let f: HttpFault = decode(&at, &any)?;
+            FilterOverride::Fault(Arc::new(fault::fault(&at, &f)?))
+        } else if holds::<LocalRateLimit>(&any) {
+            let l: LocalRateLimit = decode(&at, &any)?;
+            FilterOverride::RateLimit(Arc::new(rate_limit::local_rate_limit(
+                &at,
+                &l,
+                Level::PerRoute,
+            )?))
+        } else if optional {
+            continue;
+        } else {
             return Err(at.unsupported(format_args!("per-route config of type {:?}", any.type_url)));
-        }
+        };
+        out.insert(name.clone(), config);
     }
     Ok(out)
 }

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod cluster;
+mod fault;
 mod listener;
+mod rate_limit;
 mod rbac;
 mod route_actions;
 mod routes;

@@ -112,7 +112,7 @@ fn route_with(name: &str, matcher: RouteMatch) -> Route {
         }),
         request_headers: Default::default(),
         response_headers: Default::default(),
-        rbac_overrides: Default::default(),
+        overrides: Default::default(),
     }
 }
 

@@ -191,6 +191,7 @@ fn breakers_outlier_and_http2() {
             consecutive_gateway_failure: None,
             interval: Duration::from_secs(5),
             base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
         })
     );
@@ -215,6 +216,77 @@ fn breakers_outlier_and_http2() {
         ..eds("c")
     };
     assert!(cluster(&legacy).unwrap().http2);
+}
+
+#[test]
+fn max_ejection_time_defaults_and_bounds() {
+    let with = |base: Option<i64>, max: Option<i64>| {
+        let mut c = eds("c");
+        c.outlier_detection = Some(PbOutlier {
+            base_ejection_time: base.map(secs),
+            max_ejection_time: max.map(secs),
+            ..PbOutlier::default()
+        });
+        cluster(&c).map(|c| c.outlier.unwrap().max_ejection_time)
+    };
+    // Unset: 300 s, or the base when that is larger.
+    assert_eq!(with(None, None), Ok(Duration::from_secs(300)));
+    assert_eq!(with(Some(600), None), Ok(Duration::from_secs(600)));
+    assert_eq!(with(Some(10), Some(60)), Ok(Duration::from_secs(60)));
+    assert_eq!(with(Some(60), Some(60)), Ok(Duration::from_secs(60)));
+    for (base, max) in [(Some(60), Some(30)), (None, Some(0)), (None, Some(-1))] {
+        let e = with(base, max).unwrap_err();
+        assert_eq!(
+            where_(&e),
+            ("outlier_detection.max_ejection_time".into(), "invalid"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn panic_threshold_and_requests_per_connection() {
+    use xds::pb::envoy::config::cluster::v3::cluster::CommonLbConfig;
+    use xds::pb::envoy::config::core::v3::HttpProtocolOptions as CommonHttp;
+    use xds::pb::envoy::r#type::v3::Percent;
+    let c = cluster(&eds("c")).unwrap();
+    assert_eq!(
+        (c.panic_threshold, c.max_requests_per_connection),
+        (50, None)
+    );
+
+    let mut pb = eds("c");
+    pb.common_lb_config = Some(CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 0.0 }),
+        ..CommonLbConfig::default()
+    });
+    let opts = HttpProtocolOptions {
+        common_http_protocol_options: Some(CommonHttp {
+            max_requests_per_connection: Some(u32v(1)),
+            ..CommonHttp::default()
+        }),
+        ..HttpProtocolOptions::default()
+    };
+    pb.typed_extension_protocol_options = HashMap::from([(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+        any(&opts),
+    )]);
+    let c = cluster(&pb).unwrap();
+    assert_eq!(
+        (c.panic_threshold, c.max_requests_per_connection),
+        (0, Some(1))
+    );
+
+    pb.common_lb_config = Some(CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 120.0 }),
+        ..CommonLbConfig::default()
+    });
+    let e = cluster(&pb).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("common_lb_config.healthy_panic_threshold"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@ use xds::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener as PbListener, filter,
 };
 use xds::pb::envoy::config::route::v3::RouteConfiguration;
+use xds::pb::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort::ErrorType};
+use xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use xds::pb::envoy::extensions::filters::http::rbac::v3::Rbac;
 use xds::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -13,9 +15,11 @@ use xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
 use xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use xds::pb::google::protobuf as pbuf;
 
-use super::{any, socket, where_};
+use super::fault::{abort, delay, pct};
+use super::rate_limit::istio_style;
+use super::{any, secs, socket, where_};
 use crate::model::from_proto::listener;
-use crate::model::{HttpFilter as Filt, ListenerKind};
+use crate::model::{AbortStatus, HttpFilter as Filt, ListenerKind, Share};
 
 fn http_filter(name: &str, config: pbuf::Any) -> HttpFilter {
     HttpFilter {
@@ -90,12 +94,11 @@ fn control_plane_listener_converts() {
     };
     assert_eq!(stat_prefix, "waypoint_8080");
     assert_eq!(route_config, "8080");
-    let names: Vec<&str> = filters
-        .iter()
-        .map(|Filt::Rbac { name, .. }| name.as_str())
-        .collect();
+    let names: Vec<&str> = filters.iter().map(Filt::name).collect();
     assert_eq!(names, ["istio.rbac.deny", "istio.rbac.allow"]);
-    let Filt::Rbac { rbac, .. } = &filters[0];
+    let Filt::Rbac { rbac, .. } = &filters[0] else {
+        panic!("{filters:?}")
+    };
     assert!(rbac.rules.is_some());
     assert_eq!(rbac.shadow_rules_stat_prefix, "istio_dry_run_deny_");
 }
@@ -154,7 +157,9 @@ fn http_filters() {
                 };
                 assert_eq!(f.len(), n, "{filters:?}");
                 if n == 1 {
-                    let Filt::Rbac { rbac, .. } = &f[0];
+                    let Filt::Rbac { rbac, .. } = &f[0] else {
+                        panic!("{f:?}")
+                    };
                     assert!(rbac.is_disabled());
                 }
             }
@@ -163,6 +168,114 @@ fn http_filters() {
             }
             (got, want) => panic!("{filters:?}: got {got:?}, want {want:?}"),
         }
+    }
+}
+
+fn filters_of(filters: Vec<HttpFilter>) -> Vec<Filt> {
+    let l = listener(&with_network_filter(any(&hcm(filters)))).unwrap();
+    let ListenerKind::Http { filters, .. } = l.kind else {
+        panic!("{l:?}")
+    };
+    filters
+}
+
+#[test]
+fn fault_and_rate_limit_filters_keep_their_order() {
+    use xds::pb::envoy::r#type::v3::fractional_percent::DenominatorType as D;
+    let injecting = HttpFault {
+        delay: Some(delay(secs(1), Some(pct(5, D::Hundred)))),
+        abort: Some(abort(ErrorType::HttpStatus(418), None)),
+        ..HttpFault::default()
+    };
+    let filters = filters_of(vec![
+        http_filter("envoy.filters.http.fault", any(&HttpFault::default())),
+        http_filter("istio.rbac.deny", any(&rbac_filter())),
+        http_filter("local_ratelimit", any(&istio_style(10))),
+        http_filter("fault2", any(&injecting)),
+        router(),
+    ]);
+    let names: Vec<&str> = filters.iter().map(Filt::name).collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.fault",
+            "istio.rbac.deny",
+            "local_ratelimit",
+            "fault2"
+        ]
+    );
+    // An empty HTTPFault (Istio's form: routes carry the faults) injects nothing.
+    assert!(matches!(&filters[0], Filt::Fault { fault: None, .. }));
+    assert!(matches!(&filters[1], Filt::Rbac { .. }));
+    let Filt::LocalRateLimit { limit, .. } = &filters[2] else {
+        panic!("{filters:?}")
+    };
+    assert_eq!(limit.bucket.as_ref().unwrap().max_tokens, 10);
+    assert_eq!(limit.enabled, Share::ALL);
+    let Filt::Fault { fault: Some(f), .. } = &filters[3] else {
+        panic!("{filters:?}")
+    };
+    assert_eq!(f.delay.unwrap().share.per_million, 50_000);
+    let a = f.abort.unwrap();
+    assert_eq!(a.status, AbortStatus::Http(http::StatusCode::IM_A_TEAPOT));
+    assert_eq!(a.share, Share::NONE);
+}
+
+#[test]
+fn disabled_fault_and_rate_limit_filters_do_nothing() {
+    let disabled = |name: &str, config: pbuf::Any| HttpFilter {
+        disabled: true,
+        ..http_filter(name, config)
+    };
+    let injecting = HttpFault {
+        delay: Some(delay(secs(1), None)),
+        ..HttpFault::default()
+    };
+    // Even a config the waypoint would refuse: a disabled filter only names the filter.
+    let unsupported = LocalRateLimit {
+        stage: 3,
+        ..istio_style(1)
+    };
+    let filters = filters_of(vec![
+        disabled("fault", any(&injecting)),
+        disabled("rl", any(&unsupported)),
+        router(),
+    ]);
+    assert!(matches!(&filters[0], Filt::Fault { fault: None, .. }));
+    let Filt::LocalRateLimit { limit, .. } = &filters[1] else {
+        panic!("{filters:?}")
+    };
+    assert!(limit.bucket.is_none());
+    assert_eq!(limit.stat_prefix, "http_local_rate_limiter");
+    assert_eq!((limit.enabled, limit.enforced), (Share::NONE, Share::NONE));
+}
+
+#[test]
+fn fault_and_rate_limit_errors_name_the_filter() {
+    let prefix = "filter_chains[0].filters[\"envoy.filters.network.http_connection_manager\"].typed_config.http_filters";
+    let bad_fault = HttpFault {
+        abort: Some(abort(ErrorType::HttpStatus(600), None)),
+        ..HttpFault::default()
+    };
+    let bad_limit = LocalRateLimit {
+        stat_prefix: String::new(),
+        ..istio_style(1)
+    };
+    let cases = [
+        (
+            http_filter("fault", any(&bad_fault)),
+            "[\"fault\"].typed_config.abort.http_status",
+            "invalid",
+        ),
+        (
+            http_filter("rl", any(&bad_limit)),
+            "[\"rl\"].typed_config.stat_prefix",
+            "missing",
+        ),
+    ];
+    for (f, field, kind) in cases {
+        let e = listener(&with_network_filter(any(&hcm(vec![f, router()])))).unwrap_err();
+        assert_eq!(where_(&e), (format!("{prefix}{field}"), kind), "{e}");
     }
 }
 

@@ -14,10 +14,14 @@ use xds::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use xds::pb::envoy::r#type::v3::Int64Range;
 use xds::pb::google::protobuf as pbuf;
 
+use super::fault::{abort, delay, pct};
+use super::rate_limit::istio_style;
 use super::{any, exact, hvo, re, secs, sm, where_};
 use crate::model::from_proto::route_table;
 use crate::model::rbac::RbacFilter;
-use crate::model::{HeaderMatch, PathMatch, QueryMatch, RouteAction, StringMatch};
+use crate::model::{
+    AbortStatus, FilterOverride, HeaderMatch, PathMatch, QueryMatch, RouteAction, StringMatch,
+};
 
 pub(super) fn to_cluster(name: &str) -> Option<route::Action> {
     Some(route::Action::Route(PbAction {
@@ -453,16 +457,25 @@ fn per_filter_configs() {
     )]);
     let t = route_table(&rc).unwrap();
     let vh = &t.virtual_hosts[0];
-    let names: Vec<&str> = vh.rbac_overrides.keys().map(String::as_str).collect();
+    let names: Vec<&str> = vh.overrides.keys().map(String::as_str).collect();
     assert_eq!(
         names,
         ["istio.rbac.allow", "istio.rbac.deny", "istio.rbac.other"]
     );
-    assert!(vh.rbac_overrides["istio.rbac.allow"].is_disabled());
-    assert!(vh.rbac_overrides["istio.rbac.other"].is_disabled());
-    assert!(!vh.rbac_overrides["istio.rbac.deny"].is_disabled());
-    let r = &vh.routes[0].rbac_overrides;
-    assert_ne!(r["istio.rbac.allow"], RbacFilter::disabled());
+    assert_eq!(
+        vh.overrides["istio.rbac.allow"],
+        FilterOverride::Rbac(RbacFilter::disabled())
+    );
+    assert_eq!(vh.overrides["istio.rbac.other"], FilterOverride::Disabled);
+    let FilterOverride::Rbac(deny) = &vh.overrides["istio.rbac.deny"] else {
+        panic!("{:?}", vh.overrides)
+    };
+    assert!(!deny.is_disabled());
+    let r = &vh.routes[0].overrides;
+    let FilterOverride::Rbac(allow) = &r["istio.rbac.allow"] else {
+        panic!("{r:?}")
+    };
+    assert!(!allow.is_disabled());
 
     rc.virtual_hosts[0].typed_per_filter_config = HashMap::from([(
         "envoy.filters.http.fault".into(),
@@ -471,6 +484,146 @@ fn per_filter_configs() {
     let e = route_table(&rc).unwrap_err();
     assert!(e.is_unsupported(), "{e}");
     assert!(e.to_string().contains("envoy.filters.http.fault"), "{e}");
+}
+
+const FAULT: &str = "envoy.filters.http.fault";
+const RATE_LIMIT: &str = "envoy.filters.http.local_ratelimit";
+
+fn disabled() -> pbuf::Any {
+    any(&FilterConfig {
+        disabled: true,
+        ..FilterConfig::default()
+    })
+}
+
+/// Fault and rate-limit overrides: the route configuration's apply to every virtual host that
+/// does not replace them (one shared config, so one bucket), a host's own win, routes keep theirs.
+#[test]
+fn fault_and_rate_limit_overrides() {
+    use xds::pb::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort::ErrorType};
+    use xds::pb::envoy::r#type::v3::fractional_percent::DenominatorType as D;
+    let table_fault = HttpFault {
+        abort: Some(abort(
+            ErrorType::HttpStatus(503),
+            Some(pct(100, D::Hundred)),
+        )),
+        ..HttpFault::default()
+    };
+    let route_fault = HttpFault {
+        delay: Some(delay(secs(3), Some(pct(1, D::Million)))),
+        ..HttpFault::default()
+    };
+    let mut rc = table_of(vec![one_route(path(PathSpecifier::Prefix("/".into())))]);
+    rc.typed_per_filter_config = HashMap::from([
+        (FAULT.into(), any(&table_fault)),
+        (RATE_LIMIT.into(), any(&istio_style(100))),
+    ]);
+    let mut other = rc.virtual_hosts[0].clone();
+    other.name = "other".into();
+    other.domains = vec!["other.default.svc.cluster.local".into()];
+    other.typed_per_filter_config = HashMap::from([(FAULT.into(), disabled())]);
+    rc.virtual_hosts[0].routes[0].typed_per_filter_config = HashMap::from([
+        (
+            FAULT.into(),
+            any(&FilterConfig {
+                config: Some(any(&route_fault)),
+                ..FilterConfig::default()
+            }),
+        ),
+        (RATE_LIMIT.into(), any(&istio_style(5))),
+    ]);
+    rc.virtual_hosts.push(other);
+    let t = route_table(&rc).unwrap();
+    let (first, other) = (&t.virtual_hosts[0], &t.virtual_hosts[1]);
+
+    let FilterOverride::Fault(f) = &first.overrides[FAULT] else {
+        panic!("{:?}", first.overrides)
+    };
+    let a = f.abort.unwrap();
+    assert_eq!(
+        (a.status, a.share.per_million),
+        (
+            AbortStatus::Http(http::StatusCode::SERVICE_UNAVAILABLE),
+            1_000_000
+        )
+    );
+    assert_eq!(other.overrides[FAULT], FilterOverride::Disabled);
+    // Both hosts inherit the route configuration's one rate limit, bucket and all.
+    let (FilterOverride::RateLimit(a), FilterOverride::RateLimit(b)) =
+        (&first.overrides[RATE_LIMIT], &other.overrides[RATE_LIMIT])
+    else {
+        panic!("{:?}", (&first.overrides, &other.overrides))
+    };
+    assert!(std::sync::Arc::ptr_eq(a, b));
+    assert_eq!(a.bucket.as_ref().unwrap().max_tokens, 100);
+
+    let r = &first.routes[0].overrides;
+    let FilterOverride::Fault(f) = &r[FAULT] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(f.abort, None);
+    assert_eq!(f.delay.unwrap().share.per_million, 1);
+    let FilterOverride::RateLimit(l) = &r[RATE_LIMIT] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(l.bucket.as_ref().unwrap().max_tokens, 5);
+    assert!(other.routes[0].overrides.is_empty());
+}
+
+#[test]
+fn override_errors_name_the_filter() {
+    use xds::pb::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort::ErrorType};
+    use xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+    let bad_fault = HttpFault {
+        abort: Some(abort(ErrorType::HttpStatus(100), None)),
+        ..HttpFault::default()
+    };
+    // Envoy refuses a per-route rate limit without a bucket.
+    let no_bucket = LocalRateLimit {
+        token_bucket: None,
+        ..istio_style(1)
+    };
+    let vh = "virtual_hosts[\"reviews.default.svc.cluster.local:8080\"]";
+    let cases = [
+        (
+            FAULT,
+            any(&bad_fault),
+            format!("{vh}.typed_per_filter_config[\"{FAULT}\"].abort.http_status"),
+            "invalid",
+        ),
+        (
+            RATE_LIMIT,
+            any(&no_bucket),
+            format!("{vh}.typed_per_filter_config[\"{RATE_LIMIT}\"].token_bucket"),
+            "missing",
+        ),
+        (
+            "unknown",
+            any(&FilterConfig {
+                config: Some(any(&pbuf::Struct::default())),
+                ..FilterConfig::default()
+            }),
+            format!("{vh}.typed_per_filter_config[\"unknown\"]"),
+            "unsupported",
+        ),
+    ];
+    for (name, config, field, kind) in cases {
+        let mut rc = table_of(vec![one_route(path(PathSpecifier::Prefix("/".into())))]);
+        rc.virtual_hosts[0].typed_per_filter_config = HashMap::from([(name.into(), config)]);
+        let e = route_table(&rc).unwrap_err();
+        assert_eq!(where_(&e), (field, kind), "{e}");
+    }
+    // At the route configuration's level the path starts there.
+    let mut rc = table_of(vec![]);
+    rc.typed_per_filter_config = HashMap::from([(RATE_LIMIT.into(), any(&no_bucket))]);
+    let e = route_table(&rc).unwrap_err();
+    assert_eq!(
+        where_(&e),
+        (
+            format!("typed_per_filter_config[\"{RATE_LIMIT}\"].token_bucket"),
+            "missing"
+        )
+    );
 }
 
 #[test]
