@@ -234,6 +234,11 @@ async fn tcp_proxy(
             return;
         }
     };
+    if let Some(o) = &cs.cluster.outlier {
+        // A connect success resets the host's consecutive failures (Envoy's tcp_proxy reports it).
+        cs.runtime
+            .record(o, &cs.endpoints, i, &AttemptOutcome::Status(200), cluster);
+    }
     let labels = labels.finish();
     proxy.metrics.tcp_opened.get_or_create(&labels).inc();
     let (mut a, mut b) = (io, up);

@@ -414,6 +414,8 @@ pub struct OutlierDetection {
     /// Cap on `base_ejection_time × ejections` (Envoy's default 300 s, never below the base).
     pub max_ejection_time: Duration,
     pub max_ejection_percent: u32,
+    /// `always_eject_one_host`: one host may be ejected even past `max_ejection_percent`.
+    pub always_eject_one_host: bool,
 }
 
 /// One endpoint of a cluster.

@@ -100,6 +100,34 @@ impl ClusterRuntime {
         })
     }
 
+    /// As [`Self::try_acquire`], without counting an overflow (a retry of an attempt already
+    /// counted).
+    pub fn try_acquire_quiet(self: &Arc<Self>, r: Resource, limit: u32) -> Option<Slot> {
+        self.counter(r)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot {
+                runtime: self.clone(),
+                resource: r,
+            })
+    }
+
+    /// Forgets hosts that are no longer endpoints of the cluster (an ejected one stops counting
+    /// as ejected).
+    pub fn retain(&self, endpoints: &[Endpoint]) {
+        let keep: HashSet<SocketAddr> = endpoints.iter().map(|e| e.address).collect();
+        let mut hosts = self.hosts();
+        hosts.retain(|addr, h| {
+            let stays = keep.contains(addr);
+            if !stays && h.ejected_until.is_some() {
+                self.ejected_now.fetch_sub(1, Ordering::AcqRel);
+            }
+            stays
+        });
+    }
+
     /// Units of `r` held now.
     pub fn held(&self, r: Resource) -> u32 {
         self.counter(r).load(Ordering::Acquire)
@@ -147,7 +175,8 @@ impl ClusterRuntime {
     }
 
     /// Feeds one attempt's outcome on `endpoints[i]` to the detector; ejects the host when a
-    /// threshold is reached and the cap allows.
+    /// threshold is reached and the cap allows (else the detector's counts start over, as in
+    /// Envoy). A host whose ejection time is up is restored first.
     pub fn record(
         &self,
         cfg: &OutlierDetection,
@@ -159,29 +188,40 @@ impl ClusterRuntime {
         let Some(ep) = endpoints.get(i) else { return };
         let now = Instant::now();
         let mut hosts = self.hosts();
-        let cause = hosts
+        let recorded = hosts
             .entry(ep.address)
             .or_default()
             .record(cfg, outcome, now);
-        let Some(cause) = cause else { return };
+        if recorded.restored {
+            self.ejected_now.fetch_sub(1, Ordering::AcqRel);
+            tracing::info!(host = %ep.address, "outlier detection: host restored");
+        }
+        let Some(cause) = recorded.cause else { return };
         let ejected = endpoints
             .iter()
             .filter(|e| hosts.get(&e.address).is_some_and(|h| h.is_ejected(now)))
             .count();
-        if !outlier::may_eject(ejected, endpoints.len(), cfg.max_ejection_percent) {
-            tracing::info!(%cluster, host = %ep.address, cause = cause.as_str(), ejected,
+        let Some(h) = hosts.get_mut(&ep.address) else {
+            return;
+        };
+        if !outlier::may_eject(
+            ejected,
+            endpoints.len(),
+            cfg.max_ejection_percent,
+            cfg.always_eject_one_host,
+        ) {
+            h.refused(cfg);
+            tracing::debug!(%cluster, host = %ep.address, cause = cause.as_str(), ejected,
                 "outlier detection: ejection skipped (max_ejection_percent)");
             return;
         }
-        if let Some(h) = hosts.get_mut(&ep.address) {
-            let until = h.eject(cfg, now);
-            self.ejected_now.fetch_add(1, Ordering::AcqRel);
-            self.ejections_total.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%cluster, host = %ep.address, cause = cause.as_str(),
-                ejections = h.ejections,
-                seconds = until.saturating_duration_since(now).as_secs_f64(),
-                "outlier detection: host ejected");
-        }
+        let until = h.eject(cfg, now);
+        self.ejected_now.fetch_add(1, Ordering::AcqRel);
+        self.ejections_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%cluster, host = %ep.address, cause = cause.as_str(),
+            ejections = h.ejections,
+            seconds = until.saturating_duration_since(now).as_secs_f64(),
+            "outlier detection: host ejected");
     }
 
     /// Hosts ejected now and ejections so far.
@@ -240,6 +280,7 @@ mod tests {
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 50,
+            always_eject_one_host: false,
         };
         let eps = vec![ep(1), ep(2)];
         for _ in 0..2 {

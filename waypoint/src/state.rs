@@ -70,7 +70,10 @@ impl ClusterState {
         use rand::Rng;
         let mut rng = rand::rng();
         let now = Instant::now();
-        let mut ejected = self.runtime.ejected(&self.endpoints, now);
+        let mut ejected = match self.cluster.outlier {
+            Some(_) => self.runtime.ejected(&self.endpoints, now),
+            None => Default::default(),
+        };
         let total = self.endpoints.len();
         if panics(total - ejected.len(), total, self.cluster.panic_threshold) {
             // Envoy's panic mode: too few hosts left, so every host takes traffic.
@@ -136,11 +139,14 @@ impl State {
                 {
                     old.clone()
                 }
-                Some(old) => Arc::new(ClusterState::new(
-                    cluster.clone(),
-                    eps.clone(),
-                    old.runtime.clone(),
-                )),
+                Some(old) => {
+                    old.runtime.retain(eps);
+                    Arc::new(ClusterState::new(
+                        cluster.clone(),
+                        eps.clone(),
+                        old.runtime.clone(),
+                    ))
+                }
                 None => Arc::new(ClusterState::new(
                     cluster.clone(),
                     eps.clone(),
@@ -223,6 +229,7 @@ mod tests {
                 base_ejection_time: Duration::from_secs(30),
                 max_ejection_time: Duration::from_secs(300),
                 max_ejection_percent: 100,
+                always_eject_one_host: false,
             }),
             http2: false,
             panic_threshold,

@@ -112,16 +112,33 @@ impl Target<'_> {
     }
 }
 
+/// The pending queue is full.
+struct Overflowed;
+
+fn overflow(t: &Target<'_>) -> UpstreamError {
+    UpstreamError::Overflow {
+        cluster: t.cluster.cluster.name.clone(),
+    }
+}
+
 /// An idle HTTP/1.1 connection and how many requests it has carried.
 struct PooledH1 {
     sender: http1::SendRequest<ProxyBody>,
     used: u32,
 }
 
+/// Pools are per cluster (its runtime, stable across pushes) and endpoint: a connection holds a
+/// slot of the cluster that opened it and is used by that cluster only.
+type Key = (usize, SocketAddr);
+
+fn key(t: &Target<'_>) -> Key {
+    (Arc::as_ptr(&t.cluster.runtime) as usize, t.endpoint.address)
+}
+
 #[derive(Default)]
 struct Idle {
-    h1: HashMap<SocketAddr, Vec<PooledH1>>,
-    h2: HashMap<SocketAddr, http2::SendRequest<ProxyBody>>,
+    h1: HashMap<Key, Vec<PooledH1>>,
+    h2: HashMap<Key, http2::SendRequest<ProxyBody>>,
 }
 
 /// The upstream side of the proxy. Cheap to clone.
@@ -186,31 +203,47 @@ impl Upstream {
         }
     }
 
-    /// A connection slot of the target's cluster, waiting in the pending queue while none is
-    /// free; `Ok(None)` when an idle connection may have appeared (look again).
-    async fn connection_slot(
+    /// A connection slot of the target's cluster, or `None` when none is free: the request
+    /// then holds a pending slot (none left: overflow) and the caller waits for a wake-up. To
+    /// free a slot, an idle HTTP/1.1 connection of the cluster to another endpoint is closed
+    /// (else idle connections elsewhere could starve this endpoint for good).
+    fn connection_slot(
         &self,
         t: &Target<'_>,
         pending: &mut Option<Slot>,
-    ) -> Result<Option<Slot>, UpstreamError> {
+    ) -> Result<Option<Slot>, Overflowed> {
         let rt = &t.cluster.runtime;
         let limits = t.cluster.cluster.circuit_breakers;
-        let freed = rt.freed();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        if let Some(slot) = rt.try_acquire(Resource::Connections, limits.max_connections) {
-            return Ok(Some(slot));
+        // Counted as an overflow once per request, not on every wake-up.
+        let slot = if pending.is_none() {
+            rt.try_acquire(Resource::Connections, limits.max_connections)
+        } else {
+            rt.try_acquire_quiet(Resource::Connections, limits.max_connections)
+        };
+        if slot.is_some() {
+            return Ok(slot);
         }
+        self.evict_idle_elsewhere(key(t));
         if pending.is_none() {
             *pending = Some(
                 rt.try_acquire(Resource::Pending, limits.max_pending_requests)
-                    .ok_or_else(|| UpstreamError::Overflow {
-                        cluster: t.cluster.cluster.name.clone(),
-                    })?,
+                    .ok_or(Overflowed)?,
             );
         }
-        freed.await;
         Ok(None)
+    }
+
+    /// Closes one idle HTTP/1.1 connection of the same cluster to another endpoint (its slot is
+    /// released, and the pending queue woken, when its connection task ends).
+    fn evict_idle_elsewhere(&self, k: Key) {
+        let mut idle = self.idle();
+        let victim = idle
+            .h1
+            .iter_mut()
+            .find(|(other, list)| other.0 == k.0 && other.1 != k.1 && !list.is_empty())
+            .and_then(|(_, list)| list.pop());
+        drop(idle);
+        drop(victim);
     }
 
     async fn send_h1(
@@ -218,23 +251,32 @@ impl Upstream {
         t: Target<'_>,
         mut req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
+        let k = key(&t);
         let addr = t.endpoint.address;
         let mut pending = None;
         let slot = loop {
-            if let Some(sender) = self.idle_h1(addr).await {
-                match self.try_h1(addr, sender, req, &t).await {
+            // Listening before looking, so a connection freed in between still wakes us.
+            let freed = t.cluster.runtime.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(pooled) = self.idle_h1(k).await {
+                match self.try_h1(k, pooled, req, &t).await {
                     Ok(resp) => return Ok(resp),
                     Err(back) => req = back?,
                 }
                 continue;
             }
-            if let Some(slot) = self.connection_slot(&t, &mut pending).await? {
+            if let Some(slot) = self
+                .connection_slot(&t, &mut pending)
+                .map_err(|Overflowed| overflow(&t))?
+            {
                 break slot;
             }
+            freed.await;
         };
         drop(pending);
         let io = self.dial(t).await?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(io))
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::spawn(async move {
@@ -243,20 +285,21 @@ impl Upstream {
             }
             drop(slot);
         });
-        let resp = sender
+        let mut fresh = PooledH1 { sender, used: 0 };
+        let resp = fresh
+            .sender
             .send_request(req)
             .await
             .map_err(|source| UpstreamError::Request { addr, source })?;
-        let fresh = PooledH1 { sender, used: 0 };
-        Ok(self.recycle_h1(addr, fresh, resp, &t))
+        Ok(self.recycle_h1(k, fresh, resp, &t))
     }
 
-    /// An idle sender for `addr` that is ready to send, if any.
-    async fn idle_h1(&self, addr: SocketAddr) -> Option<PooledH1> {
+    /// An idle sender for `k` that is ready to send, if any.
+    async fn idle_h1(&self, k: Key) -> Option<PooledH1> {
         loop {
             let pooled = {
                 let mut idle = self.idle();
-                let list = idle.h1.entry(addr).or_default();
+                let list = idle.h1.entry(k).or_default();
                 let mut found = None;
                 while let Some(p) = list.pop() {
                     if !p.sender.is_closed() {
@@ -281,17 +324,17 @@ impl Upstream {
     /// written (the idle connection was gone).
     async fn try_h1(
         &self,
-        addr: SocketAddr,
+        k: Key,
         mut pooled: PooledH1,
         req: Request<ProxyBody>,
         t: &Target<'_>,
     ) -> Result<Response<ProxyBody>, Result<Request<ProxyBody>, UpstreamError>> {
         match pooled.sender.try_send_request(req).await {
-            Ok(resp) => Ok(self.recycle_h1(addr, pooled, resp, t)),
+            Ok(resp) => Ok(self.recycle_h1(k, pooled, resp, t)),
             Err(mut e) => match e.take_message() {
                 Some(back) => Err(Ok(back)),
                 None => Err(Err(UpstreamError::Request {
-                    addr,
+                    addr: k.1,
                     source: e.into_error(),
                 })),
             },
@@ -299,11 +342,12 @@ impl Upstream {
     }
 
     /// Puts the sender back into the idle list as soon as its response body has been read to
-    /// the end (synchronously, so the client's next request finds it); a body cut short, or a
-    /// connection at the cluster's `max_requests_per_connection`, closes the connection instead.
+    /// the end (synchronously, so the client's next request finds it) and wakes the cluster's
+    /// pending queue; a body cut short, or a connection at the cluster's
+    /// `max_requests_per_connection`, closes the connection instead.
     fn recycle_h1(
         &self,
-        addr: SocketAddr,
+        k: Key,
         mut pooled: PooledH1,
         resp: Response<Incoming>,
         t: &Target<'_>,
@@ -327,7 +371,7 @@ impl Upstream {
                 }
                 {
                     let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
-                    let list = idle.h1.entry(addr).or_default();
+                    let list = idle.h1.entry(k).or_default();
                     if list.len() < MAX_IDLE_PER_ENDPOINT {
                         list.push(pooled);
                     }
@@ -337,51 +381,61 @@ impl Upstream {
         })
     }
 
+    /// The endpoint's HTTP/2 connection, if one is open.
+    fn idle_h2(&self, k: Key) -> Option<http2::SendRequest<ProxyBody>> {
+        let mut idle = self.idle();
+        match idle.h2.get(&k) {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                idle.h2.remove(&k);
+                None
+            }
+            None => None,
+        }
+    }
+
     async fn send_h2(
         &self,
         t: Target<'_>,
         req: Request<ProxyBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let k = key(&t);
         let addr = t.endpoint.address;
-        let existing = {
-            let mut idle = self.idle();
-            match idle.h2.get(&addr) {
-                Some(s) if !s.is_closed() => Some(s.clone()),
-                Some(_) => {
-                    idle.h2.remove(&addr);
-                    None
+        let mut pending = None;
+        let mut sender = loop {
+            let freed = t.cluster.runtime.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(s) = self.idle_h2(k) {
+                break s;
+            }
+            let Some(slot) = self
+                .connection_slot(&t, &mut pending)
+                .map_err(|Overflowed| overflow(&t))?
+            else {
+                freed.await;
+                continue;
+            };
+            drop(pending.take());
+            let io = self.dial(t).await?;
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(20)))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .keep_alive_while_idle(true)
+                .handshake(TokioIo::new(io))
+                .await
+                .map_err(|source| UpstreamError::Handshake { addr, source })?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
                 }
-                None => None,
-            }
-        };
-        let mut sender = match existing {
-            Some(s) => s,
-            None => {
-                let mut pending = None;
-                let slot = loop {
-                    if let Some(slot) = self.connection_slot(&t, &mut pending).await? {
-                        break slot;
-                    }
-                };
-                drop(pending);
-                let io = self.dial(t).await?;
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(Duration::from_secs(20)))
-                    .keep_alive_timeout(Duration::from_secs(20))
-                    .keep_alive_while_idle(true)
-                    .handshake(TokioIo::new(io))
-                    .await
-                    .map_err(|source| UpstreamError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
-                    }
-                    drop(slot);
-                });
-                self.idle().h2.insert(addr, sender.clone());
-                sender
-            }
+                drop(slot);
+            });
+            self.idle().h2.insert(k, sender.clone());
+            // Requests queued for a connection can share this one.
+            t.cluster.runtime.connection_idle();
+            break sender;
         };
         let sent = match sender.ready().await {
             Ok(()) => sender.send_request(req).await,
@@ -392,10 +446,10 @@ impl Upstream {
             let mut idle = self.idle();
             if idle
                 .h2
-                .get(&addr)
+                .get(&k)
                 .is_some_and(|s| s.is_closed() || !s.is_ready())
             {
-                idle.h2.remove(&addr);
+                idle.h2.remove(&k);
             }
         }
         sent.map_err(|source| UpstreamError::Request { addr, source })

@@ -100,25 +100,25 @@ impl TypeHandler {
                 let l: xds::pb::envoy::config::listener::v3::Listener = decode(body)?;
                 named(&l.name)?;
                 let l = from_proto::listener(&l).map_err(|e| e.to_string())?;
-                c.listeners.insert(name.to_owned(), Arc::new(l));
+                keep(&mut c.listeners, name, l);
             }
             Kind::Route => {
                 let r: xds::pb::envoy::config::route::v3::RouteConfiguration = decode(body)?;
                 named(&r.name)?;
                 let r = from_proto::route_table(&r).map_err(|e| e.to_string())?;
-                c.routes.insert(name.to_owned(), Arc::new(r));
+                keep(&mut c.routes, name, r);
             }
             Kind::Cluster => {
                 let cl: xds::pb::envoy::config::cluster::v3::Cluster = decode(body)?;
                 named(&cl.name)?;
                 let cl = from_proto::cluster(&cl).map_err(|e| e.to_string())?;
-                c.clusters.insert(name.to_owned(), Arc::new(cl));
+                keep(&mut c.clusters, name, cl);
             }
             Kind::Endpoint => {
                 let a: xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment = decode(body)?;
                 named(&a.cluster_name)?;
                 let e = from_proto::endpoints(&a).map_err(|e| e.to_string())?;
-                c.endpoints.insert(name.to_owned(), Arc::new(e));
+                keep(&mut c.endpoints, name, e);
             }
         }
         Ok(())
@@ -215,4 +215,14 @@ pub fn client(config: &Config, store: &Store) -> Result<(AdsClient, ClientHandle
     );
     lock(&held).handle = Some(handle.clone());
     Ok((client, handle))
+}
+
+/// Stores `new` under `name` unless an equal value is held: a re-sent, unchanged resource keeps
+/// its `Arc`, so what hangs off it survives (token-bucket levels, a cluster's balancer and
+/// counters), as Envoy skips identical updates.
+fn keep<T: PartialEq>(map: &mut std::collections::BTreeMap<String, Arc<T>>, name: &str, new: T) {
+    if map.get(name).is_some_and(|old| **old == new) {
+        return;
+    }
+    map.insert(name.to_owned(), Arc::new(new));
 }

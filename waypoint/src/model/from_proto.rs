@@ -232,9 +232,18 @@ pub fn endpoints(cla: &ClusterLoadAssignment) -> Result<Vec<Endpoint>, ModelErro
     )
 }
 
-/// A protobuf duration (non-negative, nanos in range).
+/// The longest protobuf `Duration` (about 10 000 years): Envoy refuses longer ones
+/// (`validateDuration`, protobuf's `TimeUtil::kDurationMaxSeconds`).
+const MAX_DURATION_SECS: u64 = 315_576_000_000;
+
+/// A protobuf duration (non-negative, at most [`MAX_DURATION_SECS`], nanos in range).
 fn duration(at: &At<'_>, d: &pbuf::Duration) -> Result<Duration, ModelError> {
     let secs = u64::try_from(d.seconds).map_err(|_| at.invalid("negative duration"))?;
+    if secs > MAX_DURATION_SECS {
+        return Err(at.invalid(format_args!(
+            "duration above {MAX_DURATION_SECS} s (protobuf's maximum)"
+        )));
+    }
     let nanos = u32::try_from(d.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)

@@ -2,11 +2,13 @@
 //! filter config — the listener's, a virtual host's or a route's — shared by every request that
 //! config applies to on this waypoint.
 //!
-//! The bucket starts full (`max_tokens`) and gains `tokens_per_fill` every `fill_interval`, up to
-//! `max_tokens`; each request takes one token or is limited. Fills are computed from elapsed
-//! time when a request arrives (no timer), in whole intervals, as Envoy's timer-driven bucket
-//! fills. A bucket belongs to the config that created it: a new route configuration starts new
-//! buckets, as in Envoy.
+//! The bucket starts full (`max_tokens`) and refills continuously at
+//! `tokens_per_fill / fill_interval` tokens per second (fractions of a token included), up to
+//! `max_tokens`; each request takes one whole token or is limited. This is Envoy's
+//! `AtomicTokenBucket`, used by the local rate limit since envoyproxy/envoy#35207 instead of a
+//! timer adding `tokens_per_fill` every `fill_interval`. The level is brought up to date when a
+//! request arrives (no timer). A bucket belongs to the config that created it: a new route
+//! configuration starts new buckets, as in Envoy.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,8 +60,10 @@ impl PartialEq for RateLimit {
 pub struct Verdict {
     /// A token was taken (or the bucket was not checked).
     pub allowed: bool,
-    /// For the `x-ratelimit-*` headers: the bucket size, tokens left, and whole seconds until the
-    /// next fill (at least 1 when tokens are short, as clients use it to wait).
+    /// For the `x-ratelimit-*` headers, with Envoy's values (`RateLimitTokenBucket` in
+    /// `local_ratelimit_impl.h`): `limit` is `max_tokens`; `remaining` the whole tokens left
+    /// after this request; `reset_secs` the time until the next whole token, 0 while one is
+    /// left, in whole seconds rounded down (Envoy divides its milliseconds by 1000 as integers).
     pub limit: u32,
     pub remaining: u32,
     pub reset_secs: u64,
@@ -76,10 +80,14 @@ pub struct TokenBucket {
 
 #[derive(Debug, Clone, Copy)]
 struct Level {
-    tokens: u32,
-    /// Start of the current fill interval.
-    since: Instant,
+    /// Tokens at `at`, fractions included; never above `max_tokens`.
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    at: Instant,
 }
+
+/// Envoy's slowest refill (`kMinFillRate`): one token a year.
+const MIN_FILL_RATE: f64 = 1.0 / (365.0 * 24.0 * 60.0 * 60.0);
 
 impl TokenBucket {
     /// A full bucket. `fill_interval` must be positive (the xDS boundary checks it).
@@ -94,8 +102,8 @@ impl TokenBucket {
             tokens_per_fill,
             fill_interval: fill_interval.max(Duration::from_millis(1)),
             level: Mutex::new(Level {
-                tokens: max_tokens,
-                since: now,
+                tokens: f64::from(max_tokens),
+                at: now,
             }),
         }
     }
@@ -104,34 +112,38 @@ impl TokenBucket {
         (self.max_tokens, self.tokens_per_fill, self.fill_interval)
     }
 
-    /// Takes one token if there is one, after adding the fills due by `now`.
+    /// Tokens per second (at least Envoy's minimum, so the next token is always finitely far).
+    fn fill_rate(&self) -> f64 {
+        (f64::from(self.tokens_per_fill) / self.fill_interval.as_secs_f64()).max(MIN_FILL_RATE)
+    }
+
+    /// Takes one token if there is a whole one, after adding what accrued by `now` (an earlier
+    /// `now` than the last request's adds nothing).
     pub fn take(&self, now: Instant) -> Verdict {
+        let rate = self.fill_rate();
+        let max = f64::from(self.max_tokens);
         let mut l = self.level.lock().unwrap_or_else(|e| e.into_inner());
-        let elapsed = now.saturating_duration_since(l.since);
-        let fills = elapsed.as_nanos() / self.fill_interval.as_nanos().max(1);
-        if fills > 0 {
-            let added = u128::from(self.tokens_per_fill).saturating_mul(fills);
-            let tokens = (u128::from(l.tokens) + added).min(u128::from(self.max_tokens));
-            l.tokens = u32::try_from(tokens).unwrap_or(self.max_tokens);
-            // Whole intervals only: the partial one keeps counting.
-            let step = self
-                .fill_interval
-                .saturating_mul(u32::try_from(fills).unwrap_or(u32::MAX));
-            l.since = l.since.checked_add(step).unwrap_or(now);
-        }
-        let allowed = l.tokens > 0;
+        let elapsed = now.saturating_duration_since(l.at).as_secs_f64();
+        l.tokens = (l.tokens + elapsed * rate).min(max);
+        l.at = l.at.max(now);
+        let allowed = l.tokens >= 1.0;
         if allowed {
-            l.tokens -= 1;
+            l.tokens -= 1.0;
         }
-        let next_fill = (l.since + self.fill_interval).saturating_duration_since(now);
-        let mut reset_secs = next_fill.as_secs();
-        if next_fill.subsec_nanos() > 0 || reset_secs == 0 {
-            reset_secs += 1;
-        }
+        let tokens = l.tokens.max(0.0);
+        drop(l);
+        // Saturating float-to-int casts: whole tokens, rounded down.
+        let remaining = tokens.floor() as u32;
+        let reset_secs = if tokens >= 1.0 {
+            0
+        } else {
+            let next_token_ms = ((1.0 - tokens) / rate * 1000.0).ceil() as u64;
+            next_token_ms / 1000
+        };
         Verdict {
             allowed,
             limit: self.max_tokens,
-            remaining: l.tokens,
+            remaining,
             reset_secs,
         }
     }
@@ -192,41 +204,94 @@ mod tests {
         let b = TokenBucket::new(3, 3, Duration::from_secs(1), t0);
         let got: Vec<bool> = (0..5).map(|_| b.take(t0).allowed).collect();
         assert_eq!(got, [true, true, true, false, false]);
-        let v = b.take(t0 + Duration::from_millis(300));
+        // 3 tokens/s: 250 ms in, three quarters of a token; the next whole one is 84 ms away,
+        // which Envoy's header rounds down to 0 s.
+        let v = b.take(t0 + Duration::from_millis(250));
         assert_eq!(
             (v.allowed, v.remaining, v.limit, v.reset_secs),
-            (false, 0, 3, 1)
+            (false, 0, 3, 0)
         );
+        // A second in: three tokens again.
+        let v = b.take(t0 + Duration::from_secs(1));
+        assert_eq!((v.allowed, v.remaining, v.reset_secs), (true, 2, 0));
     }
 
     #[test]
-    fn fills_come_in_whole_intervals_and_cap_at_max() {
+    fn refill_is_continuous_and_capped_at_max() {
         let t0 = Instant::now();
+        // 2 tokens every 100 ms: one token every 50 ms.
         let b = TokenBucket::new(10, 2, Duration::from_millis(100), t0);
         for _ in 0..10 {
             assert!(b.take(t0).allowed);
         }
-        assert!(!b.take(t0 + Duration::from_millis(99)).allowed);
-        // One interval: two tokens.
+        // Half an interval already brings a whole token (a timer-driven bucket waits 100 ms).
+        assert!(!b.take(t0 + Duration::from_millis(40)).allowed);
+        assert!(b.take(t0 + Duration::from_millis(50)).allowed);
+        assert!(!b.take(t0 + Duration::from_millis(60)).allowed);
+        // The fraction accrued before a refusal is kept: 60 → 100 ms completes the next token.
         assert!(b.take(t0 + Duration::from_millis(100)).allowed);
-        assert!(b.take(t0 + Duration::from_millis(150)).allowed);
-        assert!(!b.take(t0 + Duration::from_millis(199)).allowed);
-        // The partial interval still counts toward the next fill.
-        assert!(b.take(t0 + Duration::from_millis(200)).allowed);
         // A long pause refills to the cap, not beyond.
         let v = b.take(t0 + Duration::from_secs(60));
         assert_eq!((v.allowed, v.remaining), (true, 9));
+        // A request timed before the last one adds nothing and takes nothing back.
+        let v = b.take(t0);
+        assert_eq!((v.allowed, v.remaining), (true, 8));
     }
 
     #[test]
     fn requests_per_second_over_a_burst() {
-        // 100/s as 10 tokens every 100 ms: a 2.5 s burst allows the initial 100 plus 24 fills.
+        // 100/s as 10 tokens every 100 ms: a 2.5 s burst (one request every 0.5 ms) allows the
+        // initial 100 plus about 250 refilled.
         let t0 = Instant::now();
         let b = TokenBucket::new(100, 10, Duration::from_millis(100), t0);
         let allowed = (0..5000)
             .filter(|i| b.take(t0 + Duration::from_micros(i * 500)).allowed)
             .count();
-        assert_eq!(allowed, 100 + 24 * 10);
+        assert!((349..=350).contains(&allowed), "{allowed}");
+    }
+
+    #[test]
+    fn headers_follow_envoy() {
+        let t0 = Instant::now();
+        // One token every 4 s: after the only token, the next is 4 s away.
+        let b = TokenBucket::new(1, 1, Duration::from_secs(4), t0);
+        let v = b.take(t0);
+        assert_eq!(
+            (v.allowed, v.limit, v.remaining, v.reset_secs),
+            (true, 1, 0, 4)
+        );
+        // 1.5 s later: 2.5 s to go, rounded down.
+        let v = b.take(t0 + Duration::from_millis(1500));
+        assert_eq!((v.allowed, v.remaining, v.reset_secs), (false, 0, 2));
+        // Tokens left: reset 0, remaining in whole tokens.
+        let b = TokenBucket::new(5, 1, Duration::from_secs(1), t0);
+        let v = b.take(t0);
+        assert_eq!((v.remaining, v.reset_secs), (4, 0));
+        let v = b.take(t0 + Duration::from_millis(500));
+        assert_eq!((v.remaining, v.reset_secs), (3, 0));
+        // No tokens at all: nothing ever passes, and the header still has a finite reset.
+        let b = TokenBucket::new(0, 1, Duration::from_secs(1), t0);
+        let v = b.take(t0 + Duration::from_secs(100));
+        assert_eq!(
+            (v.allowed, v.limit, v.remaining, v.reset_secs),
+            (false, 0, 0, 1)
+        );
+    }
+
+    #[test]
+    fn huge_intervals_and_times_do_not_panic() {
+        let t0 = Instant::now();
+        // About 10 000 years per token: the rate is held at Envoy's minimum of one a year.
+        let b = TokenBucket::new(1, 1, Duration::from_secs(315_576_000_000), t0);
+        assert!(b.take(t0).allowed);
+        let v = b.take(t0 + Duration::from_secs(1));
+        assert!(!v.allowed);
+        assert_eq!(v.reset_secs, 365 * 24 * 60 * 60 - 1);
+        let b = TokenBucket::new(u32::MAX, u32::MAX, Duration::MAX, t0);
+        assert!(b.take(t0).allowed);
+        let far = t0 + Duration::from_secs(1_000_000_000);
+        let v = b.take(far);
+        assert_eq!((v.allowed, v.remaining), (true, u32::MAX - 1));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! detector.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
@@ -18,8 +19,7 @@ use rand::Rng;
 
 use super::local::LocalReply;
 use super::{Proxy, RequestContext, strip_hop_by_hop};
-use crate::body::Observed;
-use crate::body::{ProxyBody, boxed, full};
+use crate::body::{Observed, ProxyBody, boxed, full};
 use crate::model::action::{self, AttemptOutcome};
 use crate::model::{Forward, Route, VirtualHost, WeightedCluster, select};
 use crate::runtime::Resource;
@@ -29,6 +29,9 @@ use crate::upstream::{Target, UpstreamError};
 /// Request bodies up to this size are buffered so a retry or a mirror can replay them
 /// (Envoy's default per-request buffer limit is of this order).
 const REPLAY_LIMIT: u64 = 64 << 10;
+/// The bound of a mirrored request when its route has no timeout (Envoy's default route
+/// timeout).
+const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The parts of the upstream request that every attempt shares.
 struct Prepared {
@@ -138,18 +141,22 @@ pub(super) async fn forward(
     if let Some(bytes) = &replay {
         mirror(proxy, state, fwd, &prepared, &host, bytes, ctx.down.remote);
     }
+    // The endpoint awaiting headers, for outlier detection when the route timeout cuts it off.
+    // (An atomic, not a Cell: the request future must stay Send.)
+    let in_flight = AtomicUsize::new(usize::MAX);
     let attempts = async {
         let retry = fwd.retry.as_ref().filter(|_| replay.is_some());
         let max = 1 + retry.map_or(0, |r| r.num_retries);
         let limits = cs.cluster.circuit_breakers;
         let mut tried: Vec<usize> = Vec::new();
-        let mut _retry_slot = None;
+        let mut retry_slot = None;
         loop {
             ctx.attempts += 1;
             let i = cs
                 .pick(hash.as_ref().map(|h| h.hash), &tried)
                 .ok_or(LocalReply::NoHealthyUpstream)?;
             tried.push(i);
+            in_flight.store(i, Ordering::Relaxed);
             let ep = &cs.endpoints[i];
             ctx.endpoint = Some(ep.clone());
             let request_slot = cs
@@ -195,6 +202,7 @@ pub(super) async fn forward(
                 }
                 Err(AttemptError::Upstream(_)) => AttemptOutcome::Reset,
             };
+            in_flight.store(usize::MAX, Ordering::Relaxed);
             if let Err(AttemptError::Upstream(UpstreamError::Overflow { .. })) = &result {
                 return Err(LocalReply::Overflow);
             }
@@ -202,18 +210,26 @@ pub(super) async fn forward(
                 cs.runtime
                     .record(o, &cs.endpoints, i, &outcome, &cs.cluster.name);
             }
-            let mut retriable = retry.is_some_and(|r| action::retriable(r, &outcome));
+            // Envoy never retries an answer that says the upstream is overloaded.
+            let overloaded =
+                matches!(&result, Ok(r) if r.headers().contains_key("x-envoy-overloaded"));
+            let mut retriable =
+                !overloaded && retry.is_some_and(|r| action::retriable(r, &outcome));
             if retriable && ctx.attempts < max {
-                _retry_slot = cs
+                // The previous retry's slot goes back first (Envoy's resetRetry).
+                drop(retry_slot.take());
+                retry_slot = cs
                     .runtime
                     .try_acquire(Resource::Retries, limits.max_retries);
-                if _retry_slot.is_none() {
+                if retry_slot.is_none() {
                     // Envoy's retry overflow: no retry, the answer stands.
                     ctx.flags.push("UO");
                     retriable = false;
                 }
             }
             if retriable && ctx.attempts < max {
+                // Nothing of the failed attempt is held through the back-off.
+                drop((result, request_slot, active));
                 if let Some(r) = retry {
                     let unit: f64 = rand::rng().random();
                     tokio::time::sleep(action::backoff(r, ctx.attempts - 1, unit)).await;
@@ -241,9 +257,23 @@ pub(super) async fn forward(
         }
     };
     let resp = match fwd.timeout {
-        Some(t) => tokio::time::timeout(t, attempts)
-            .await
-            .unwrap_or(Err(LocalReply::Timeout))?,
+        Some(t) => match tokio::time::timeout(t, attempts).await {
+            Ok(r) => r?,
+            Err(_) => {
+                // As Envoy's onResponseTimeout: a timeout for the endpoint that never answered.
+                let i = in_flight.load(Ordering::Relaxed);
+                if let (true, Some(o)) = (i != usize::MAX, &cs.cluster.outlier) {
+                    cs.runtime.record(
+                        o,
+                        &cs.endpoints,
+                        i,
+                        &AttemptOutcome::Timeout,
+                        &cs.cluster.name,
+                    );
+                }
+                return Err(LocalReply::Timeout);
+            }
+        },
         None => attempts.await?,
     };
     Ok(respond(
@@ -307,6 +337,7 @@ fn mirror(
             req.headers_mut().insert(http::header::HOST, v);
         }
         let upstream = proxy.upstream.clone();
+        let timeout = fwd.timeout.unwrap_or(MIRROR_TIMEOUT);
         tokio::spawn(async move {
             let ep = cs.endpoints[i].clone();
             let target = Target {
@@ -315,8 +346,14 @@ fn mirror(
                 cluster: &cs,
                 client,
             };
-            if let Ok(r) = upstream.send(target, req).await {
-                let _ = r.into_body().collect().await;
+            // Bounded like the primary (Envoy's shadow requests follow the route timeout).
+            let shadow = async {
+                if let Ok(r) = upstream.send(target, req).await {
+                    let _ = r.into_body().collect().await;
+                }
+            };
+            if tokio::time::timeout(timeout, shadow).await.is_err() {
+                tracing::debug!(cluster = %cs.cluster.name, "mirror timed out");
             }
             drop(slot);
         });

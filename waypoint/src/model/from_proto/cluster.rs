@@ -14,7 +14,7 @@ use xds::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
 };
 
-use super::{At, ModelError, decode, holds, opt_duration, u32v};
+use super::{At, ModelError, decode, holds, opt_duration, pbuf, u32v};
 use crate::model::{CircuitBreakers, Cluster, LbPolicy, OutlierDetection};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -209,21 +209,35 @@ fn circuit_breakers(c: &PbCluster) -> CircuitBreakers {
 }
 
 /// Envoy's defaults: 5 consecutive 5xx (enforced 100 %; enforcement 0 % disables it, shown as
-/// `consecutive_5xx: 0`), 10 s interval, 30 s base ejection, 10 % max ejected; consecutive
-/// gateway failures only when their enforcement is above 0 % (its default). The ejection cap
-/// `max_ejection_time` defaults to 300 s or the base ejection time, whichever is larger; when
-/// set it must be positive and not below the base (Envoy refuses the cluster otherwise).
+/// `consecutive_5xx: 0`), 10 s interval, 30 s base ejection, 10 % max ejected, no
+/// `always_eject_one_host`; consecutive gateway failures only when their enforcement is above 0 %
+/// (its default). The ejection cap `max_ejection_time` defaults to 300 s or the base ejection
+/// time, whichever is larger; when set it must be positive and not below the base (Envoy refuses
+/// the cluster otherwise).
+///
+/// Only the consecutive-errors detectors, all-or-nothing, are implemented: enforcement other than
+/// 0 % or 100 %, success-rate ejection (enforced 100 % unless `enforcing_success_rate` is 0, as the
+/// control plane sets it), failure-percentage ejection, split local-origin errors, ejection-time
+/// jitter, degraded-host detection and monitor extensions are refused.
 fn outlier(at: &At<'_>, o: &PbOutlier) -> Result<OutlierDetection, ModelError> {
-    let enforced = |v: &Option<xds::pb::google::protobuf::UInt32Value>, default: u32| {
-        u32v(v.as_ref()).unwrap_or(default) > 0
-    };
-    let consecutive_5xx = if enforced(&o.enforcing_consecutive_5xx, 100) {
+    unimplemented_outlier(at, o)?;
+    let consecutive_5xx = if enforced(
+        at,
+        "enforcing_consecutive_5xx",
+        o.enforcing_consecutive_5xx.as_ref(),
+        100,
+    )? {
         u32v(o.consecutive_5xx.as_ref()).unwrap_or(5)
     } else {
         0
     };
-    let consecutive_gateway_failure = enforced(&o.enforcing_consecutive_gateway_failure, 0)
-        .then(|| u32v(o.consecutive_gateway_failure.as_ref()).unwrap_or(5));
+    let consecutive_gateway_failure = enforced(
+        at,
+        "enforcing_consecutive_gateway_failure",
+        o.enforcing_consecutive_gateway_failure.as_ref(),
+        0,
+    )?
+    .then(|| u32v(o.consecutive_gateway_failure.as_ref()).unwrap_or(5));
     let max_ejection_percent = u32v(o.max_ejection_percent.as_ref()).unwrap_or(10);
     if max_ejection_percent > 100 {
         return Err(at.f("max_ejection_percent").invalid("above 100"));
@@ -256,7 +270,104 @@ fn outlier(at: &At<'_>, o: &PbOutlier) -> Result<OutlierDetection, ModelError> {
         base_ejection_time,
         max_ejection_time,
         max_ejection_percent,
+        always_eject_one_host: o.always_eject_one_host.as_ref().is_some_and(|b| b.value),
     })
+}
+
+/// Whether an `enforcing_*` percentage (unset: `default`) enforces ejection: 100 % yes, 0 % no;
+/// anything between would eject that share of the time, which the waypoint does not do.
+fn enforced(
+    at: &At<'_>,
+    field: &str,
+    v: Option<&pbuf::UInt32Value>,
+    default: u32,
+) -> Result<bool, ModelError> {
+    match u32v(v).unwrap_or(default) {
+        0 => Ok(false),
+        100 => Ok(true),
+        n if n > 100 => Err(at.f(field).invalid("above 100")),
+        n => Err(at.f(field).unsupported(format_args!(
+            "enforcement of {n} %: ejection is all or nothing (0 or 100)"
+        ))),
+    }
+}
+
+/// Outlier-detection settings that change who gets ejected but that the waypoint does not
+/// implement, with Envoy's defaults (an explicit default is accepted).
+fn unimplemented_outlier(at: &At<'_>, o: &PbOutlier) -> Result<(), ModelError> {
+    let set_to =
+        |v: &Option<pbuf::UInt32Value>, default: u32| u32v(v.as_ref()).filter(|n| *n != default);
+    if o.split_external_local_origin_errors {
+        return Err(at
+            .f("split_external_local_origin_errors")
+            .unsupported("separate detection of locally originated errors"));
+    }
+    // Only read by Envoy with split local-origin errors; refused when not their defaults.
+    for (field, v, default) in [
+        (
+            "consecutive_local_origin_failure",
+            &o.consecutive_local_origin_failure,
+            5,
+        ),
+        (
+            "enforcing_consecutive_local_origin_failure",
+            &o.enforcing_consecutive_local_origin_failure,
+            100,
+        ),
+        (
+            "enforcing_local_origin_success_rate",
+            &o.enforcing_local_origin_success_rate,
+            100,
+        ),
+        (
+            "enforcing_failure_percentage_local_origin",
+            &o.enforcing_failure_percentage_local_origin,
+            0,
+        ),
+    ] {
+        if let Some(n) = set_to(v, default) {
+            return Err(at
+                .f(field)
+                .unsupported(format_args!("{n}: detection of locally originated errors")));
+        }
+    }
+    // Envoy enforces success-rate ejection 100 % by default; the control plane sets 0.
+    let success_rate = u32v(o.enforcing_success_rate.as_ref()).unwrap_or(100);
+    if success_rate > 0 {
+        return Err(at.f("enforcing_success_rate").unsupported(format_args!(
+            "success-rate ejection (enforced {success_rate} %{}; set 0 to disable it)",
+            if o.enforcing_success_rate.is_none() {
+                " by default"
+            } else {
+                ""
+            }
+        )));
+    }
+    if let Some(n) = u32v(o.enforcing_failure_percentage.as_ref()).filter(|n| *n > 0) {
+        return Err(at
+            .f("enforcing_failure_percentage")
+            .unsupported(format_args!("failure-percentage ejection (enforced {n} %)")));
+    }
+    let jitter = opt_duration(
+        &at.f("max_ejection_time_jitter"),
+        o.max_ejection_time_jitter.as_ref(),
+    )?;
+    if jitter.is_some_and(|d| !d.is_zero()) {
+        return Err(at
+            .f("max_ejection_time_jitter")
+            .unsupported("random ejection-time jitter"));
+    }
+    if o.detect_degraded_hosts.as_ref().is_some_and(|b| b.value) {
+        return Err(at
+            .f("detect_degraded_hosts")
+            .unsupported("degraded-host detection"));
+    }
+    if !o.monitors.is_empty() {
+        return Err(at
+            .f("monitors")
+            .unsupported("outlier-detection monitor extensions"));
+    }
+    Ok(())
 }
 
 /// HTTP/2 upstream: `HttpProtocolOptions` with explicit HTTP/2, or with "use downstream" /

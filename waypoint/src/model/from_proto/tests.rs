@@ -127,4 +127,13 @@ fn durations() {
     assert!(duration(&at, &d(-1, 0)).is_err());
     assert!(duration(&at, &d(0, -1)).is_err());
     assert!(duration(&at, &d(0, 1_000_000_000)).is_err());
+    // Protobuf's (and Envoy's) largest duration converts; a second more is refused, not a
+    // deadline that would overflow `Instant` arithmetic later.
+    assert_eq!(
+        duration(&at, &d(315_576_000_000, 999_999_999)).unwrap(),
+        std::time::Duration::new(315_576_000_000, 999_999_999)
+    );
+    let e = duration(&at.f("interval"), &d(315_576_000_001, 0)).unwrap_err();
+    assert_eq!(where_(&e), ("interval".into(), "invalid"), "{e}");
+    assert!(duration(&at, &d(i64::MAX, 0)).is_err());
 }

@@ -41,6 +41,14 @@ fn eds(name: &str) -> PbCluster {
     }
 }
 
+/// Outlier detection as the control plane writes it: success-rate ejection off.
+fn pb_outlier() -> PbOutlier {
+    PbOutlier {
+        enforcing_success_rate: Some(u32v(0)),
+        ..PbOutlier::default()
+    }
+}
+
 #[test]
 fn control_plane_cluster_converts() {
     let c = cluster(&eds("outbound|8080||reviews.default.svc.cluster.local")).unwrap();
@@ -159,7 +167,7 @@ fn breakers_outlier_and_http2() {
     c.outlier_detection = Some(PbOutlier {
         consecutive_5xx: Some(u32v(3)),
         interval: Some(secs(5)),
-        ..PbOutlier::default()
+        ..pb_outlier()
     });
     c.typed_extension_protocol_options = HashMap::from([(
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
@@ -193,6 +201,7 @@ fn breakers_outlier_and_http2() {
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
+            always_eject_one_host: false,
         })
     );
     assert!(got.http2);
@@ -202,7 +211,7 @@ fn breakers_outlier_and_http2() {
         consecutive_5xx: Some(u32v(0)),
         enforcing_consecutive_5xx: Some(u32v(0)),
         enforcing_consecutive_gateway_failure: Some(u32v(100)),
-        ..PbOutlier::default()
+        ..pb_outlier()
     });
     let o = cluster(&c).unwrap().outlier.unwrap();
     assert_eq!(
@@ -225,7 +234,7 @@ fn max_ejection_time_defaults_and_bounds() {
         c.outlier_detection = Some(PbOutlier {
             base_ejection_time: base.map(secs),
             max_ejection_time: max.map(secs),
-            ..PbOutlier::default()
+            ..pb_outlier()
         });
         cluster(&c).map(|c| c.outlier.unwrap().max_ejection_time)
     };
@@ -234,7 +243,17 @@ fn max_ejection_time_defaults_and_bounds() {
     assert_eq!(with(Some(600), None), Ok(Duration::from_secs(600)));
     assert_eq!(with(Some(10), Some(60)), Ok(Duration::from_secs(60)));
     assert_eq!(with(Some(60), Some(60)), Ok(Duration::from_secs(60)));
-    for (base, max) in [(Some(60), Some(30)), (None, Some(0)), (None, Some(-1))] {
+    // Protobuf's largest duration is accepted (the detector saturates instead of panicking).
+    assert_eq!(
+        with(Some(315_576_000_000), None),
+        Ok(Duration::from_secs(315_576_000_000))
+    );
+    for (base, max) in [
+        (Some(60), Some(30)),
+        (None, Some(0)),
+        (None, Some(-1)),
+        (None, Some(315_576_000_001)),
+    ] {
         let e = with(base, max).unwrap_err();
         assert_eq!(
             where_(&e),
@@ -325,6 +344,234 @@ fn rejected_clusters() {
         let e = cluster(&c).unwrap_err();
         assert_eq!(where_(&e).0, field, "{e}");
     }
+}
+
+/// What the control plane's DestinationRule translation emits (Istio's mapping): counters with
+/// enforcement 0 or 100, success-rate ejection off, interval, base ejection time, percent.
+#[test]
+fn control_plane_outlier_detection_converts() {
+    let emitted = [
+        PbOutlier {
+            consecutive_5xx: Some(u32v(3)),
+            enforcing_consecutive_5xx: Some(u32v(100)),
+            interval: Some(secs(1)),
+            base_ejection_time: Some(secs(4)),
+            max_ejection_percent: Some(u32v(100)),
+            ..pb_outlier()
+        },
+        PbOutlier {
+            consecutive_5xx: Some(u32v(0)),
+            enforcing_consecutive_5xx: Some(u32v(0)),
+            consecutive_gateway_failure: Some(u32v(2)),
+            enforcing_consecutive_gateway_failure: Some(u32v(100)),
+            ..pb_outlier()
+        },
+        PbOutlier {
+            consecutive_gateway_failure: Some(u32v(0)),
+            enforcing_consecutive_gateway_failure: Some(u32v(0)),
+            ..pb_outlier()
+        },
+    ];
+    let got: Vec<_> = emitted
+        .into_iter()
+        .map(|o| {
+            let o = cluster(&PbCluster {
+                outlier_detection: Some(o),
+                ..eds("c")
+            })
+            .unwrap()
+            .outlier
+            .unwrap();
+            (
+                o.consecutive_5xx,
+                o.consecutive_gateway_failure,
+                o.max_ejection_percent,
+                o.always_eject_one_host,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, None, 100, false),
+            (0, Some(2), 10, false),
+            (5, None, 10, false)
+        ]
+    );
+}
+
+#[test]
+fn always_eject_one_host() {
+    use xds::pb::google::protobuf::BoolValue;
+    let with = |v: Option<bool>| {
+        cluster(&PbCluster {
+            outlier_detection: Some(PbOutlier {
+                always_eject_one_host: v.map(|value| BoolValue { value }),
+                ..pb_outlier()
+            }),
+            ..eds("c")
+        })
+        .unwrap()
+        .outlier
+        .unwrap()
+        .always_eject_one_host
+    };
+    assert!(!with(None));
+    assert!(!with(Some(false)));
+    assert!(with(Some(true)));
+}
+
+/// Settings that change who gets ejected and that the waypoint does not implement are refused
+/// with their field; their explicit defaults are accepted.
+#[test]
+fn unimplemented_outlier_detection_is_refused() {
+    use xds::pb::envoy::config::core::v3::TypedExtensionConfig;
+    use xds::pb::google::protobuf::{BoolValue, Duration as PbDuration};
+    let convert = |o: PbOutlier| {
+        cluster(&PbCluster {
+            outlier_detection: Some(o),
+            ..eds("c")
+        })
+    };
+    let refused: Vec<(PbOutlier, &str, &str)> = vec![
+        (
+            PbOutlier::default(),
+            "enforcing_success_rate",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                enforcing_success_rate: Some(u32v(50)),
+                ..pb_outlier()
+            },
+            "enforcing_success_rate",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                split_external_local_origin_errors: true,
+                ..pb_outlier()
+            },
+            "split_external_local_origin_errors",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                consecutive_local_origin_failure: Some(u32v(3)),
+                ..pb_outlier()
+            },
+            "consecutive_local_origin_failure",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                enforcing_consecutive_local_origin_failure: Some(u32v(0)),
+                ..pb_outlier()
+            },
+            "enforcing_consecutive_local_origin_failure",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                enforcing_consecutive_5xx: Some(u32v(50)),
+                ..pb_outlier()
+            },
+            "enforcing_consecutive_5xx",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                enforcing_consecutive_gateway_failure: Some(u32v(1)),
+                ..pb_outlier()
+            },
+            "enforcing_consecutive_gateway_failure",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                enforcing_consecutive_5xx: Some(u32v(101)),
+                ..pb_outlier()
+            },
+            "enforcing_consecutive_5xx",
+            "invalid",
+        ),
+        (
+            PbOutlier {
+                enforcing_failure_percentage: Some(u32v(100)),
+                ..pb_outlier()
+            },
+            "enforcing_failure_percentage",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                enforcing_failure_percentage_local_origin: Some(u32v(100)),
+                ..pb_outlier()
+            },
+            "enforcing_failure_percentage_local_origin",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                max_ejection_time_jitter: Some(PbDuration {
+                    seconds: 0,
+                    nanos: 1_000_000,
+                }),
+                ..pb_outlier()
+            },
+            "max_ejection_time_jitter",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                detect_degraded_hosts: Some(BoolValue { value: true }),
+                ..pb_outlier()
+            },
+            "detect_degraded_hosts",
+            "unsupported",
+        ),
+        (
+            PbOutlier {
+                monitors: vec![TypedExtensionConfig::default()],
+                ..pb_outlier()
+            },
+            "monitors",
+            "unsupported",
+        ),
+    ];
+    for (o, field, kind) in refused {
+        let e = convert(o).unwrap_err();
+        assert_eq!(
+            where_(&e),
+            (format!("outlier_detection.{field}"), kind),
+            "{e}"
+        );
+    }
+
+    // Explicit defaults, and success-rate / failure-percentage tuning without enforcement,
+    // change nothing and are accepted.
+    let accepted = PbOutlier {
+        enforcing_consecutive_5xx: Some(u32v(100)),
+        enforcing_consecutive_gateway_failure: Some(u32v(0)),
+        consecutive_local_origin_failure: Some(u32v(5)),
+        enforcing_consecutive_local_origin_failure: Some(u32v(100)),
+        enforcing_local_origin_success_rate: Some(u32v(100)),
+        enforcing_failure_percentage: Some(u32v(0)),
+        enforcing_failure_percentage_local_origin: Some(u32v(0)),
+        success_rate_minimum_hosts: Some(u32v(3)),
+        success_rate_request_volume: Some(u32v(10)),
+        success_rate_stdev_factor: Some(u32v(1000)),
+        failure_percentage_threshold: Some(u32v(50)),
+        max_ejection_time_jitter: Some(secs(0)),
+        detect_degraded_hosts: Some(BoolValue { value: false }),
+        successful_active_health_check_uneject_host: Some(BoolValue { value: false }),
+        ..pb_outlier()
+    };
+    let o = convert(accepted).unwrap().outlier.unwrap();
+    assert_eq!(
+        (o.consecutive_5xx, o.consecutive_gateway_failure),
+        (5, None)
+    );
 }
 
 fn string(s: &str) -> Value {
