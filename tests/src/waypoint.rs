@@ -93,6 +93,21 @@ pub fn server(marker: &str, mode: Mode) -> String {
     )
 }
 
+/// Namespace `mesh` (ambient, using waypoint Gateway `waypoint` for its Services), the given
+/// service accounts, and that Gateway.
+pub fn namespace_with_waypoint(service_accounts: &[&str]) -> String {
+    let mut y = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}\n",
+    );
+    for sa in service_accounts {
+        y += &format!(
+            "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: mesh}}\n"
+        );
+    }
+    y += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: mesh, labels: {istio.io/waypoint-for: service}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
+    y
+}
+
 /// A pod in namespace `mesh`.
 pub fn pod(name: &str, node: &str, sa: &str, labels: &str, containers: &str) -> String {
     format!(

@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 use tests::waypoint::{
-    HTTP_PORT, Mode, SLEEP, counter, node_get, pod, pod_ip, requests, server, service, vip,
-    wait_ready, waypoint_pod,
+    HTTP_PORT, Mode, SLEEP, counter, namespace_with_waypoint, node_get, pod, pod_ip, requests,
+    server, service, vip, wait_ready, waypoint_pod,
 };
 use tests::{TestMesh, find, must};
 
@@ -78,15 +78,7 @@ spec:
 "#;
 
 fn topology(marker: &str) -> String {
-    let mut y = String::from(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}\n",
-    );
-    for sa in ["server", "client"] {
-        y += &format!(
-            "---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: mesh}}\n"
-        );
-    }
-    y += "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: waypoint, namespace: mesh, labels: {istio.io/waypoint-for: service}}\nspec:\n  gatewayClassName: istio-waypoint\n  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n";
+    let mut y = namespace_with_waypoint(&["server", "client"]);
     let plain = server(marker, Mode::Plain);
     y += &pod("limited", "node2", "server", "app: limited", &plain);
     y += &pod(

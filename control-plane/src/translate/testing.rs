@@ -53,6 +53,33 @@ pub(super) fn names(snap: &xds::Snapshot, type_url: &str) -> Vec<String> {
 /// 90/10 split with a header match for canaries, a consistent-hash DestinationRule with outlier
 /// detection and a connection pool, an L7 DENY policy on the Service, a Gateway-level ALLOW and an
 /// L4 policy.
+/// Namespace `app` with Services `api` and `other` (port 80) behind waypoint `wp`, then `rest`.
+pub(super) fn app_with_waypoint(rest: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: app, labels: {{istio.io/use-waypoint: wp}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: wp, namespace: app}}
+spec: {{gatewayClassName: istio-waypoint, listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: app}}
+spec: {{selector: {{app: api}}, ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: other, namespace: app}}
+spec: {{selector: {{app: other}}, ports: [{{name: http, port: 80}}]}}
+---
+{rest}"#
+    )
+}
+
 pub(super) const SHOP: &str = r#"
 apiVersion: v1
 kind: Namespace

@@ -14,33 +14,13 @@ use xds::pb::google::protobuf::Any;
 use xds::{Snapshot, type_url};
 
 use super::{FAULT_FILTER, RATE_LIMIT_FILTER, RATE_LIMIT_STAT_PREFIX};
-use crate::translate::testing::{decode, run};
+use crate::translate::testing::{app_with_waypoint, decode, run};
 
 /// Namespace `app`: Services `api` and `other` (port 80) behind waypoint `wp`, a Gateway-level
 /// DENY policy, then `rest`.
 fn app(rest: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: app, labels: {{istio.io/use-waypoint: wp}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: wp, namespace: app}}
-spec: {{gatewayClassName: istio-waypoint, listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: app}}
-spec: {{selector: {{app: api}}, ports: [{{name: http, port: 80}}]}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: other, namespace: app}}
-spec: {{selector: {{app: other}}, ports: [{{name: http, port: 80}}]}}
----
-apiVersion: security.istio.io/v1
+    app_with_waypoint(&format!(
+        r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {{name: deny-admin, namespace: app}}
 spec:
@@ -49,7 +29,7 @@ spec:
   rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
 ---
 {rest}"#
-    )
+    ))
 }
 
 const EXTENSIONS: &str = r#"

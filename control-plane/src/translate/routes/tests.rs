@@ -10,36 +10,14 @@ use xds::pb::envoy::config::route::v3::{
 use xds::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use xds::type_url;
 
-use crate::translate::testing::{SHOP, decode, run};
+use crate::translate::testing::{SHOP, app_with_waypoint, decode, run};
 
 const API: &str = "outbound|80||api.app.svc.cluster.local";
 const OTHER: &str = "outbound|80||other.app.svc.cluster.local";
 
 /// Namespace `app` with Services `api` and `other` (port 80) behind waypoint `wp`, plus `routes`.
 fn app(routes: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: app, labels: {{istio.io/use-waypoint: wp}}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: wp, namespace: app}}
-spec: {{gatewayClassName: istio-waypoint, listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: api, namespace: app}}
-spec: {{selector: {{app: api}}, ports: [{{name: http, port: 80}}]}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: other, namespace: app}}
-spec: {{selector: {{app: other}}, ports: [{{name: http, port: 80}}]}}
----
-{routes}"#
-    )
+    app_with_waypoint(routes)
 }
 
 fn http_route(rules: &str) -> String {
