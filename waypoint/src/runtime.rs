@@ -36,6 +36,9 @@ pub struct ClusterRuntime {
     connections: AtomicU32,
     /// Woken when a connection closes or an HTTP/1.1 connection is idle again.
     freed: Notify,
+    /// Requests listening on `freed` (only then is there anyone to wake: the request path
+    /// skips the notify's lock otherwise).
+    listening: AtomicU32,
     /// Overflows per resource (Envoy's `upstream_rq_pending_overflow`, `upstream_rq_retry_overflow`,
     /// `upstream_cx_overflow` and requests over `max_requests`).
     overflow: [AtomicU64; 4],
@@ -43,6 +46,24 @@ pub struct ClusterRuntime {
     /// Hosts ejected now (a fast path: no lock while nothing is ejected).
     ejected_now: AtomicU32,
     ejections_total: AtomicU64,
+}
+
+/// A request waiting for the pending queue to move.
+pub struct Listening<'a> {
+    runtime: &'a ClusterRuntime,
+    freed: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+}
+
+impl Listening<'_> {
+    pub async fn wait(mut self) {
+        self.freed.as_mut().await;
+    }
+}
+
+impl Drop for Listening<'_> {
+    fn drop(&mut self) {
+        self.runtime.listening.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One held unit of a circuit-breaker counter.
@@ -58,7 +79,7 @@ impl Drop for Slot {
             .counter(self.resource)
             .fetch_sub(1, Ordering::AcqRel);
         if self.resource == Resource::Connections {
-            self.runtime.freed.notify_waiters();
+            self.runtime.wake();
         }
     }
 }
@@ -140,13 +161,24 @@ impl ClusterRuntime {
 
     /// Wakes the pending queue (an HTTP/1.1 connection is idle again).
     pub fn connection_idle(&self) {
-        self.freed.notify_waiters();
+        self.wake();
     }
 
-    /// A future that resolves at the next wake of the pending queue; `enable` it before
-    /// re-checking for a free connection so a wake in between is not lost.
-    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.freed.notified()
+    fn wake(&self) {
+        if self.listening.load(Ordering::SeqCst) > 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Starts listening for the next wake of the pending queue. Look for a free connection
+    /// again after this and before awaiting it: a wake in between is then not lost (the
+    /// future sees every wake after its creation).
+    pub fn listen(&self) -> Listening<'_> {
+        self.listening.fetch_add(1, Ordering::SeqCst);
+        Listening {
+            runtime: self,
+            freed: Box::pin(self.freed.notified()),
+        }
     }
 
     fn hosts(&self) -> MutexGuard<'_, HashMap<SocketAddr, HostOutlier>> {
@@ -268,6 +300,24 @@ mod tests {
         assert_eq!(rt.held(Resource::Requests), 1);
         assert!(rt.try_acquire(Resource::Requests, 2).is_some());
         assert!(rt.try_acquire(Resource::Pending, 0).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_listener_hears_a_slot_freed_before_it_waits() {
+        let rt = Arc::new(ClusterRuntime::default());
+        let slot = rt.try_acquire(Resource::Connections, 1).unwrap();
+        let listening = rt.listen();
+        // Freed between listening and waiting: not lost.
+        drop(slot);
+        tokio::time::timeout(Duration::from_secs(1), listening.wait())
+            .await
+            .unwrap();
+        let idle = rt.listen();
+        rt.connection_idle();
+        tokio::time::timeout(Duration::from_secs(1), idle.wait())
+            .await
+            .unwrap();
+        assert_eq!(rt.listening.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -254,11 +254,8 @@ impl Upstream {
         let k = key(&t);
         let addr = t.endpoint.address;
         let mut pending = None;
+        let mut listening = None;
         let slot = loop {
-            // Listening before looking, so a connection freed in between still wakes us.
-            let freed = t.cluster.runtime.freed();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
             if let Some(pooled) = self.idle_h1(k).await {
                 match self.try_h1(k, pooled, req, &t).await {
                     Ok(resp) => return Ok(resp),
@@ -272,8 +269,13 @@ impl Upstream {
             {
                 break slot;
             }
-            freed.await;
+            // Nothing free: listen, look once more, then wait.
+            match listening.take() {
+                None => listening = Some(t.cluster.runtime.listen()),
+                Some(l) => l.wait().await,
+            }
         };
+        drop(listening);
         drop(pending);
         let io = self.dial(t).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(io))
@@ -402,10 +404,8 @@ impl Upstream {
         let k = key(&t);
         let addr = t.endpoint.address;
         let mut pending = None;
+        let mut listening = None;
         let mut sender = loop {
-            let freed = t.cluster.runtime.freed();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
             if let Some(s) = self.idle_h2(k) {
                 break s;
             }
@@ -413,9 +413,14 @@ impl Upstream {
                 .connection_slot(&t, &mut pending)
                 .map_err(|Overflowed| overflow(&t))?
             else {
-                freed.await;
+                // Nothing free: listen, look once more, then wait.
+                match listening.take() {
+                    None => listening = Some(t.cluster.runtime.listen()),
+                    Some(l) => l.wait().await,
+                }
                 continue;
             };
+            drop(listening.take());
             drop(pending.take());
             let io = self.dial(t).await?;
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
