@@ -333,8 +333,8 @@ pub enum HashPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mirror {
     pub cluster: String,
-    /// Percent of requests mirrored (0–100); 100 when unset.
-    pub percent: f64,
+    /// Share of requests mirrored; all when unset.
+    pub share: Share,
 }
 
 #[derive(Debug, Clone, PartialEq)]

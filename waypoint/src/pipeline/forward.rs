@@ -305,7 +305,7 @@ fn mirror(
     client: std::net::SocketAddr,
 ) {
     for m in &fwd.mirrors {
-        if m.percent < 100.0 && rand::rng().random::<f64>() * 100.0 >= m.percent {
+        if !m.share.hit(rand::rng().random_range(0..1_000_000)) {
             continue;
         }
         let Some(cs) = state.clusters.get(&m.cluster).cloned() else {

@@ -11,10 +11,9 @@ use xds::pb::envoy::config::route::v3::{
     },
     weighted_cluster::ClusterWeight,
 };
-use xds::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 
-use super::{At, ModelError, duration, headers, matchers, opt_duration, u32v};
-use crate::model::{Forward, HashPolicy, Mirror, RetryOn, RetryPolicy, WeightedCluster};
+use super::{At, ModelError, duration, headers, matchers, opt_duration, share, u32v};
+use crate::model::{Forward, HashPolicy, Mirror, RetryOn, RetryPolicy, Share, WeightedCluster};
 
 /// Envoy's route timeout when unset.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -325,28 +324,18 @@ pub(super) fn mirrors(
             if m.cluster.is_empty() {
                 return Err(at.f("cluster").missing());
             }
-            let percent = match &m.runtime_fraction {
-                None => 100.0,
+            let share = match &m.runtime_fraction {
+                None => Share::ALL,
                 Some(f) => {
                     let Some(p) = &f.default_value else {
                         return Err(at.f("runtime_fraction.default_value").missing());
                     };
-                    let denominator = match DenominatorType::try_from(p.denominator) {
-                        Ok(DenominatorType::Hundred) => 100.0,
-                        Ok(DenominatorType::TenThousand) => 10_000.0,
-                        Ok(DenominatorType::Million) => 1_000_000.0,
-                        Err(_) => {
-                            return Err(at
-                                .f("runtime_fraction.default_value.denominator")
-                                .invalid("unknown denominator"));
-                        }
-                    };
-                    (f64::from(p.numerator) * 100.0 / denominator).min(100.0)
+                    share(&at.f("runtime_fraction.default_value"), p)?
                 }
             };
             Ok(Mirror {
                 cluster: m.cluster.clone(),
-                percent,
+                share,
             })
         })
         .collect()

@@ -372,18 +372,18 @@ fn mirrors() {
         ],
         ..PbAction::default()
     });
-    let got: Vec<(&str, f64)> = f
+    let got: Vec<(&str, u32)> = f
         .mirrors
         .iter()
-        .map(|m| (m.cluster.as_str(), m.percent))
+        .map(|m| (m.cluster.as_str(), m.share.per_million))
         .collect();
     assert_eq!(
         got,
         vec![
-            ("all", 100.0),
-            ("half", 50.0),
-            ("tiny", 0.25),
-            ("capped", 100.0)
+            ("all", 1_000_000),
+            ("half", 500_000),
+            ("tiny", 2_500),
+            ("capped", 1_000_000)
         ]
     );
 }
