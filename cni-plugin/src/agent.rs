@@ -1,11 +1,13 @@
 //! The node agent (`cni-agent`): one process per node, running in the node's network namespace.
 //!
 //! ```text
-//! start: install plugin + conf entry ─ rebuild enrolled set (pod dir, pods.json, rules in pod netns)
-//!        ─ host probe SNAT table ─ then serve:
+//! start: [Kubernetes: watch pods of this node + namespaces, wait for the first lists]
+//!        ─ rebuild enrolled set (pod source, pods.json, rules in pod netns) ─ host probe SNAT table ─ serve:
 //!   pluginevent.sock (HTTP)  POST /cmdadd → enroll: rules (nft + ip) → ZDS add (newest tunnel, Ack ≤5 s) → 200
 //!   ZDS socket               tunnels connect → Hello → replay (add+fd | keep) → snapshot_sent → live add/del
-//!   informer (poll pod dir)  deleted / relabelled → un-enroll (rules off, del to all); late label → enroll
+//!   informer                 woken by a pod-dir poll or a watch event (+ resync), and by every change of the
+//!                            enrolled set: deleted / relabelled → un-enroll (rules off, del to all);
+//!                            late label → enroll; [Kubernetes: write the redirection annotations]
 //!   installer (poll)         conf entry and binary put back when another writer removes them
 //! SIGTERM: optional conf-entry removal; pod rules stay (pods keep failing closed, not open).
 //! ```
@@ -14,22 +16,29 @@ pub mod config;
 pub mod enroll;
 pub mod http;
 pub mod informer;
+pub mod source;
 pub mod state;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 use crate::event::{CmdAddRequest, PLUGIN_EVENT_SOCKET};
 use crate::installer::Installer;
-use crate::pods::{FilePodSource, PodSource, PodSourceError};
+use crate::k8s::{KubeError, KubePods, NodePod};
+use crate::pods::PodSourceError;
 use crate::zds::server::{ZdsError, ZdsHandle, ZdsServer};
-pub use config::AgentConfig;
+pub use config::{AgentConfig, PodSourceConfig};
 use enroll::Origin;
+use source::{Listing, Lookup, Source};
 use state::PodMap;
+
+/// Bound on one annotation write (the informer waits for it).
+const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -45,6 +54,8 @@ pub enum AgentError {
     Zds(#[from] ZdsError),
     #[error(transparent)]
     Install(#[from] crate::installer::InstallError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -62,10 +73,16 @@ pub struct Agent {
     /// Serializes `pods.json` and host-table writes.
     persist_lock: AsyncMutex<()>,
     zds: ZdsHandle,
+    /// Where CNI ADD looks its pod up.
+    lookup: Lookup,
+    /// Kubernetes source: the netns of each pod's last CNI ADD, by `<namespace>/<name>`.
+    netns_hints: Mutex<HashMap<String, PathBuf>>,
+    /// Wakes the informer: the enrolled set changed (its annotations may need writing).
+    wake: Notify,
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig) -> Arc<Self> {
+    pub fn new(cfg: AgentConfig, lookup: Lookup) -> Arc<Self> {
         let zds = ZdsHandle::new(cfg.ack_timeout());
         Arc::new(Self {
             cfg,
@@ -73,7 +90,14 @@ impl Agent {
             locks: Mutex::default(),
             persist_lock: AsyncMutex::new(()),
             zds,
+            lookup,
+            netns_hints: Mutex::default(),
+            wake: Notify::new(),
         })
+    }
+
+    fn hints(&self) -> MutexGuard<'_, HashMap<String, PathBuf>> {
+        self.netns_hints.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy of the enrolled pods.
@@ -100,6 +124,7 @@ impl Agent {
             };
         }
         self.persist().await;
+        self.wake.notify_one();
     }
 
     /// Writes `pods.json` and the host probe table from the current set.
@@ -130,16 +155,20 @@ impl Agent {
         self: &Arc<Self>,
         req: CmdAddRequest,
     ) -> Result<Option<String>, AgentError> {
-        let source = FilePodSource::new(&self.cfg.pod_dir);
+        let key = crate::pods::pod_key(&req.pod_namespace, &req.pod_name);
+        if self.lookup.kube().is_some() && !req.netns.is_empty() {
+            // Also for pods not enrolled now: they may be labelled later.
+            self.hints().insert(key.clone(), PathBuf::from(&req.netns));
+        }
         let mut pod = None;
         for _ in 0..20 {
-            if let Some(p) = source.get(&req.pod_namespace, &req.pod_name)? {
+            if let Some(p) = self.lookup.get(&req.pod_namespace, &req.pod_name)? {
                 pod = Some(p);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let key = crate::pods::pod_key(&req.pod_namespace, &req.pod_name);
+        // Not (yet) seen: fail, so the runtime retries the ADD (and the pod never starts unmeshed).
         let pod = pod.ok_or(AgentError::PodNotFound(key.clone()))?;
         if let crate::enrollment::Decision::Skip(reason) =
             crate::enrollment::decide(&self.cfg.policy(), &pod)
@@ -157,10 +186,22 @@ impl Agent {
         Ok(None)
     }
 
+    /// Reads the pod source with the netns filled in (see [`source`]).
+    async fn list(&self, source: &mut Source, known: &PodMap) -> Result<Listing, AgentError> {
+        let hints = {
+            let mut hints = self.hints();
+            hints.retain(|_, p| p.exists());
+            hints.clone()
+        };
+        source
+            .list(known, &hints, &self.cfg.policy(), &self.cfg.node_name)
+            .await
+    }
+
     /// One informer pass over the pod source.
-    async fn inform(self: &Arc<Self>, source: &mut FilePodSource) {
-        let pods = match source.list() {
-            Ok(p) => p,
+    async fn inform(self: &Arc<Self>, source: &mut Source) {
+        let listing = match self.list(source, &self.pods()).await {
+            Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "pod source unavailable");
                 return;
@@ -169,7 +210,8 @@ impl Agent {
         let exists = |p: &std::path::Path| p.exists();
         let actions = informer::plan(
             &self.pods(),
-            &pods,
+            &listing.pods,
+            &listing.held,
             &self.cfg.policy(),
             &self.cfg.node_name,
             &exists,
@@ -192,6 +234,36 @@ impl Agent {
                 }
             }
         }
+        if let (Some(node_pods), Some(kube)) = (&listing.node_pods, self.lookup.kube()) {
+            self.write_annotations(kube, node_pods).await;
+        }
+    }
+
+    /// Makes the pods' redirection annotations match the enrolled set. A failed (or, after
+    /// [`PATCH_TIMEOUT`], abandoned) write is logged and planned again on the next pass; it never blocks
+    /// enrollment.
+    async fn write_annotations(
+        &self,
+        kube: &KubePods,
+        node_pods: &std::collections::BTreeMap<String, NodePod>,
+    ) {
+        for change in informer::annotations(&self.pods(), node_pods) {
+            let Some((namespace, name)) = change.key.split_once('/') else {
+                continue;
+            };
+            let write = kube.set_redirection(namespace, name, change.value);
+            match tokio::time::timeout(PATCH_TIMEOUT, write).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(pod = %change.key, value = ?change.value, "redirection annotation written")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(pod = %change.key, error = %e, "could not write the redirection annotation; will retry")
+                }
+                Err(_) => {
+                    tracing::warn!(pod = %change.key, timeout = ?PATCH_TIMEOUT, "redirection annotation write timed out; will retry")
+                }
+            }
+        }
     }
 }
 
@@ -202,7 +274,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         move |source| AgentError::Io { path, source }
     };
     std::fs::create_dir_all(&cfg.run_dir).map_err(io(&cfg.run_dir))?;
-    std::fs::create_dir_all(&cfg.pod_dir).map_err(io(&cfg.pod_dir))?;
     let installer = Installer {
         conf_dir: cfg.cni_conf_dir.clone(),
         conf_name: cfg.cni_conf_name.clone(),
@@ -210,8 +281,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         plugin_binary: cfg.plugin_binary.clone(),
         entry: cfg.conf_entry(),
     };
-    let agent = Agent::new(cfg.clone());
-    let mut source = FilePodSource::new(&cfg.pod_dir);
+    let (mut source, lookup) = source::open(&cfg).await?;
+    let agent = Agent::new(cfg.clone(), lookup);
     agent.rebuild(&mut source).await?;
     // Serve before installing the entry, so the first ADD that sees it finds the agent up.
     let zds = ZdsServer::bind(&cfg.ztunnel_uds)?;
@@ -233,11 +304,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         }
     });
     let informer_agent = agent.clone();
-    let pod_poll = Duration::from_millis(cfg.pod_poll_ms.max(10));
     tokio::spawn(async move {
         let mut last_retry = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(pod_poll).await;
+            source.next_change(&informer_agent.wake).await;
             informer_agent.inform(&mut source).await;
             if last_retry.elapsed() >= Duration::from_secs(5) {
                 last_retry = tokio::time::Instant::now();

@@ -1,5 +1,7 @@
 //! Running a tool (`nft`, `ip`) inside another network namespace, given its path (`/run/netns/x` or
-//! `/proc/<pid>/ns/net`), with its stdin fed from a script.
+//! `/proc/<pid>/ns/net`), with its stdin fed from a script; [`find`] locates a running pod's namespace.
+
+pub mod find;
 
 use std::fs::File;
 use std::io::Write;

@@ -10,8 +10,9 @@
 //!  "netns": "/run/netns/mesh.pod.demo.client", "ips": ["10.244.1.5"]}
 //! ```
 //!
-//! `netns` and `ips` may be absent until CNI ADD finished; unknown fields are ignored. [`PodSource`] is the seam a
-//! Kubernetes informer would replace; [`FilePodSource`] is the directory implementation.
+//! `netns` and `ips` may be absent until CNI ADD finished; unknown fields are ignored. [`PodSource`] is the seam;
+//! [`FilePodSource`] is the directory implementation, and [`crate::k8s`] the Kubernetes one (which builds the same
+//! [`PodMeta`] from the API, without the netns).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

@@ -1,11 +1,19 @@
 //! End-to-end tests with real parts: network namespaces, Debian's bridge + host-local CNI plugins, nft, ip, the
 //! real `istio-cni` and `cni-agent` binaries, and a fake ztunnel speaking ZDS. Need root (they say so if not).
+//! [`kube_source`] adds a real kube-apiserver (`scripts/kube.sh build` must have run once on the machine).
 #![allow(clippy::unwrap_used)]
 
+/// The tests crate's API server harness, compiled into this test binary (a dev-dependency on the tests crate would
+/// build the whole mesh, and cni-plugin, a second time).
+#[path = "../../tests/src/kube.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod apiserver;
 #[path = "e2e/fake_ztunnel.rs"]
 mod fake_ztunnel;
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/kube_source.rs"]
+mod kube_source;
 
 use std::time::{Duration, Instant};
 

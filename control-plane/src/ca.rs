@@ -2,14 +2,22 @@
 //! root kept in `--ca-dir` (made on first start, reused after a restart so certificates already
 //! issued stay valid), plus the control plane's own TLS serving certificate under that root.
 //!
-//! Callers authenticate with a bearer token listed in `--ca-tokens` (a JSON object, re-read on every
-//! request, whose values are [`TokenSubject`]s):
-//! * `"<token>": "<node>"` binds its caller to that node as `istio-system/ztunnel`, which may
-//!   impersonate only service accounts of pods the manifests place on that node (spec §6);
-//! * `"<token>": {"serviceAccount": "<ns>/<sa>"}` authenticates its caller as that one identity,
-//!   bound to no node: it may obtain its own certificate and nothing else (a waypoint's token).
+//! Callers authenticate one of two ways ([`CaAuth`]):
+//! * the local mesh's static tokens ([`tokens`], `--ca-tokens`): a node's token binds its caller
+//!   to that node as `istio-system/ztunnel`, a service-account token to that one identity;
+//! * Kubernetes service-account tokens, reviewed by the API server as istiod does
+//!   ([`tokenreview`]).
+//!
+//! A trusted node account may impersonate only service accounts of pods on its node ([`Pods`],
+//! spec §6); everyone else gets only their own identity. Certificates last what the caller asks
+//! (24 h when it asks nothing), never more than `MAX_WORKLOAD_CERT_TTL` (default 90 days).
+//! Refusals are opaque to the caller and logged with their reason (see `hbone::ca::CaService`).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod review_cache;
+pub mod tokenreview;
+pub mod tokens;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,8 +30,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+
+pub use tokenreview::{DEFAULT_AUDIENCE, ReviewError, TokenReviewer};
+pub use tokens::{TokenError, TokenSubject, Tokens};
 
 /// The node tunnels' identity.
 pub const ZTUNNEL_NS: &str = "istio-system";
@@ -143,78 +153,7 @@ pub fn serving_certificate(
     Ok((cert.pem() + &root.cert_pem, key.serialize_pem()))
 }
 
-/// What a token of `--ca-tokens` stands for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum TokenSubject {
-    /// `"<node>"`: that node's tunnel (`istio-system/ztunnel`, bound to the node).
-    Node(String),
-    /// `{"serviceAccount": "<ns>/<sa>"}`: one workload identity, bound to no node.
-    ServiceAccount {
-        #[serde(rename = "serviceAccount")]
-        service_account: String,
-    },
-}
-
-/// The tokens of `--ca-tokens`.
-pub struct Tokens {
-    path: Option<PathBuf>,
-    trust_domain: String,
-}
-
-impl Tokens {
-    /// The caller `token` authenticates, or `Unauthenticated`.
-    fn caller(&self, token: &str) -> Result<Caller, Status> {
-        let unknown = || Status::unauthenticated("unknown token");
-        let path = self.path.as_ref().ok_or_else(unknown)?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the CA tokens");
-            unknown()
-        })?;
-        let mut map: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(&text).map_err(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "malformed CA tokens file");
-                unknown()
-            })?;
-        let entry = map.remove(token).ok_or_else(unknown)?;
-        let malformed = |reason: String| {
-            tracing::warn!(path = %path.display(), reason, "malformed CA token entry");
-            Status::unauthenticated("malformed token entry")
-        };
-        let subject: TokenSubject =
-            serde_json::from_value(entry).map_err(|e| malformed(e.to_string()))?;
-        let (namespace, service_account, node) = match &subject {
-            TokenSubject::Node(node) => (ZTUNNEL_NS, ZTUNNEL_SA, Some(node.clone())),
-            TokenSubject::ServiceAccount { service_account } => {
-                let (ns, sa) = service_account.split_once('/').ok_or_else(|| {
-                    malformed(format!("{service_account:?} is not <namespace>/<name>"))
-                })?;
-                (ns, sa, None)
-            }
-        };
-        let identity = Identity::new(&self.trust_domain, namespace, service_account)
-            .map_err(|e| malformed(e.to_string()))?;
-        Ok(Caller { identity, node })
-    }
-}
-
-impl CallerAuthenticator for Tokens {
-    fn authenticate<'a>(
-        &'a self,
-        metadata: &'a MetadataMap,
-    ) -> BoxFuture<'a, Result<Caller, Status>> {
-        Box::pin(async move {
-            let token = metadata
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-            self.caller(token.trim())
-        })
-    }
-}
-
-/// Which node runs which service accounts, from the manifests.
+/// Which node runs which service accounts, from the manifests or the API server.
 pub struct Pods(PodsOnNodes);
 
 impl NodeAuthorizer for Pods {
@@ -228,17 +167,124 @@ impl NodeAuthorizer for Pods {
     }
 }
 
+/// The bearer token of `authorization: Bearer <token>`.
+fn bearer_token(metadata: &MetadataMap) -> Option<&str> {
+    let token = metadata
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// How CA callers authenticate.
+#[derive(Clone)]
+pub enum CaAuth {
+    /// The static tokens of `--ca-tokens` (the local mesh); `None`: no token is valid.
+    Tokens(Option<PathBuf>),
+    /// Kubernetes service-account tokens, reviewed by the API server for any of `audiences`
+    /// (istiod's `TOKEN_AUDIENCES`, default [`DEFAULT_AUDIENCE`]).
+    Kubernetes {
+        client: kube::Client,
+        audiences: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for CaAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tokens(path) => f.debug_tuple("Tokens").field(path).finish(),
+            Self::Kubernetes { audiences, .. } => f
+                .debug_struct("Kubernetes")
+                .field("audiences", audiences)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The CA's settings besides its root.
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    pub auth: CaAuth,
+    pub trust_domain: String,
+    /// Longest certificate issued (`MAX_WORKLOAD_CERT_TTL`).
+    pub max_workload_cert_ttl: Duration,
+}
+
+/// istiod's `MAX_WORKLOAD_CERT_TTL` default: 90 days.
+pub const DEFAULT_MAX_WORKLOAD_CERT_TTL: Duration = Duration::from_secs(90 * 86400);
+/// Validity when a request asks for none (ztunnel's `SECRET_TTL` default).
+pub const DEFAULT_WORKLOAD_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a `MAX_WORKLOAD_CERT_TTL` value is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum TtlError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{0:?} is shorter than one second")]
+    TooShort(String),
+}
+
+/// Parses `MAX_WORKLOAD_CERT_TTL`: a Go duration of at least one second (`2160h`, `24h`,
+/// `30m`, `1h30m`; units `h`, `m`, `s`, `ms`, `us`, `ns`, no days). Fits clap's `value_parser`.
+pub fn parse_max_workload_cert_ttl(text: &str) -> Result<Duration, TtlError> {
+    let ttl = crate::manifest::parse_duration(text.trim()).map_err(TtlError::Syntax)?;
+    if ttl < Duration::from_secs(1) {
+        return Err(TtlError::TooShort(text.to_owned()));
+    }
+    Ok(ttl)
+}
+
+/// The authenticator [`CaAuth`] selects.
+pub enum Authenticator {
+    Tokens(Tokens),
+    Kubernetes(TokenReviewer),
+}
+
+/// Why a caller does not authenticate (logged, never sent).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Kubernetes(#[from] ReviewError),
+}
+
+impl CallerAuthenticator for Authenticator {
+    type Error = AuthError;
+
+    fn authenticate<'a>(
+        &'a self,
+        metadata: &'a MetadataMap,
+    ) -> BoxFuture<'a, Result<Caller, AuthError>> {
+        match self {
+            Self::Tokens(tokens) => {
+                Box::pin(async move { Ok(tokens.authenticate(metadata).await?) })
+            }
+            Self::Kubernetes(reviewer) => {
+                Box::pin(async move { Ok(reviewer.authenticate(metadata).await?) })
+            }
+        }
+    }
+}
+
 /// The CA gRPC service type.
 pub type CaServer =
     proto::istio::v1::auth::istio_certificate_service_server::IstioCertificateServiceServer<
-        CaService<Tokens, Pods>,
+        CaService<Authenticator, Pods>,
     >;
 
-/// The CA gRPC service, checking impersonation against `pods`.
-pub fn service(
+/// The node accounts that may impersonate (`CA_TRUSTED_NODE_ACCOUNTS`).
+fn trusted_node_accounts() -> Vec<(String, String)> {
+    vec![(ZTUNNEL_NS.into(), ZTUNNEL_SA.into())]
+}
+
+/// The CA gRPC service under `root`, authenticating as `settings` say and checking
+/// impersonation against `pods`.
+pub fn service_with(
     root: &Root,
-    tokens: Option<PathBuf>,
-    trust_domain: &str,
+    settings: CaSettings,
     pods: PodsOnNodes,
 ) -> Result<CaServer, CaSetupError> {
     let signer = Signer::from_pem(
@@ -252,16 +298,23 @@ pub fn service(
         dir: "(root)".into(),
         reason: e.to_string(),
     })?;
+    let authenticator = match settings.auth {
+        CaAuth::Tokens(path) => Authenticator::Tokens(Tokens::new(path, &settings.trust_domain)),
+        CaAuth::Kubernetes { client, audiences } => Authenticator::Kubernetes(TokenReviewer::new(
+            client,
+            audiences,
+            &settings.trust_domain,
+            trusted_node_accounts(),
+        )),
+    };
     let service = CaService::new(
         Arc::new(signer),
-        Tokens {
-            path: tokens,
-            trust_domain: trust_domain.to_owned(),
-        },
+        authenticator,
         Pods(pods),
         CaServiceConfig {
-            trusted_node_accounts: vec![(ZTUNNEL_NS.into(), ZTUNNEL_SA.into())],
-            default_validity: Duration::from_secs(24 * 3600),
+            trusted_node_accounts: trusted_node_accounts(),
+            default_validity: DEFAULT_WORKLOAD_CERT_TTL,
+            max_validity: settings.max_workload_cert_ttl,
         },
     );
     Ok(CaServer::new(service))

@@ -32,7 +32,8 @@ pub use types::*;
 /// Most nodes a local mesh `Cluster` may ask for.
 pub const MAX_NODES: u32 = 64;
 
-/// Where a document came from: a file and the 1-based document index in it.
+/// Where a document came from: a file and the 1-based document index in it (0: the whole source, such as
+/// the API server, which has no documents).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     pub file: String,
@@ -41,7 +42,11 @@ pub struct Source {
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {})", self.file, self.document)
+        if self.document == 0 {
+            f.write_str(&self.file)
+        } else {
+            write!(f, "{} (document {})", self.file, self.document)
+        }
     }
 }
 

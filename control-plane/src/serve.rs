@@ -1,5 +1,7 @@
-//! `control-plane serve`: one gRPC port with the ADS server and the Istio CA, a manifest
-//! directory watcher feeding the ADS server, and the admin endpoints.
+//! `control-plane serve`: one gRPC port with the ADS server and the Istio CA, a source of the
+//! cluster's objects feeding the ADS server — the Kubernetes API server (`--kubeconfig`, or the
+//! in-cluster configuration when run in a pod without `--manifests`) or a manifest directory
+//! (`--manifests`, the local mesh) — and the admin endpoints.
 //!
 //! Plaintext gRPC is allowed only on a loopback address; any other address needs `--tls`, which
 //! serves with a certificate under the mesh root (written to `<ca-dir>/root-cert.pem` for clients).
@@ -20,9 +22,37 @@ use crate::watcher::Status;
 /// Settings of `control-plane serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Directory of Kubernetes-style manifests (YAML/JSON), watched for changes.
-    #[arg(long, env = "CONTROL_PLANE_MANIFESTS")]
-    pub manifests: PathBuf,
+    /// Directory of Kubernetes-style manifests (YAML/JSON), watched for changes, instead of an API server.
+    #[arg(long, env = "CONTROL_PLANE_MANIFESTS", conflicts_with = "kubeconfig")]
+    pub manifests: Option<PathBuf>,
+    /// Read the cluster from the API server of this kubeconfig. Without it and without --manifests, the
+    /// in-cluster configuration of the pod the control plane runs in.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This replica's name: its identity in the leader Lease and the Events it writes (`POD_NAME`;
+    /// default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// The control plane's namespace, where the leader Lease lives (`POD_NAMESPACE`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "istio-system")]
+    pub namespace: String,
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, env = "LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_lease)]
+    pub lease_duration: std::time::Duration,
+    /// Image of the waypoint Deployments made for `istio-waypoint` Gateways.
+    #[arg(
+        long,
+        env = "WAYPOINT_IMAGE",
+        default_value = "localhost/mesh/waypoint:dev"
+    )]
+    pub waypoint_image: String,
+    /// xDS/CA address the waypoint pods use.
+    #[arg(
+        long,
+        env = "WAYPOINT_XDS_ADDRESS",
+        default_value = "https://control-plane.istio-system.svc:15012"
+    )]
+    pub waypoint_xds_address: String,
     /// gRPC address for xDS and the CA.
     #[arg(long, env = "CONTROL_PLANE_LISTEN", default_value = "127.0.0.1:15010")]
     pub listen: SocketAddr,
@@ -40,12 +70,61 @@ pub struct ServeArgs {
     pub ca_dir: PathBuf,
     /// JSON `{"<token>": "<node>" | {"serviceAccount": "<ns>/<sa>"}}`: who may ask the CA for
     /// certificates, as a node's tunnel or as one workload identity (see `ca::TokenSubject`).
+    /// Without it, on a Kubernetes source, callers present service-account tokens that the API
+    /// server reviews (TokenReview).
     #[arg(long, env = "CONTROL_PLANE_CA_TOKENS")]
     pub ca_tokens: Option<PathBuf>,
+    /// Audiences a caller's service-account token may be for (istiod's `TOKEN_AUDIENCES`).
+    #[arg(long, env = "TOKEN_AUDIENCES", value_delimiter = ',', default_value = crate::ca::DEFAULT_AUDIENCE)]
+    pub token_audiences: Vec<String>,
+    /// Longest workload certificate the CA issues; longer requests get this (istiod's
+    /// `MAX_WORKLOAD_CERT_TTL`).
+    #[arg(long, env = "MAX_WORKLOAD_CERT_TTL", default_value = "2160h", value_parser = crate::ca::parse_max_workload_cert_ttl)]
+    pub max_workload_cert_ttl: std::time::Duration,
     #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
     #[arg(long, env = "CLUSTER_ID", default_value = "Kubernetes")]
     pub cluster_id: String,
+}
+
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let d = crate::manifest::parse_duration(text)?;
+    if d < std::time::Duration::from_secs(3) {
+        return Err(format!("{text:?} is under 3s"));
+    }
+    Ok(d)
+}
+
+/// This process's default identity: `<host name>-<pid>`.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+impl ServeArgs {
+    /// Serving `manifests` on ephemeral loopback ports, plaintext, with the CA in `ca_dir` and no tokens:
+    /// what tests and benchmarks start in-process.
+    pub fn local(manifests: PathBuf, ca_dir: PathBuf) -> Self {
+        ServeArgs {
+            manifests: Some(manifests),
+            kubeconfig: None,
+            pod_name: None,
+            namespace: "istio-system".into(),
+            lease_duration: std::time::Duration::from_secs(15),
+            waypoint_image: "localhost/mesh/waypoint:dev".into(),
+            waypoint_xds_address: "https://control-plane.istio-system.svc:15012".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+            tls_dns_names: vec![],
+            ca_dir,
+            ca_tokens: None,
+            token_audiences: vec![crate::ca::DEFAULT_AUDIENCE.into()],
+            max_workload_cert_ttl: crate::ca::DEFAULT_MAX_WORKLOAD_CERT_TTL,
+            trust_domain: "cluster.local".into(),
+            cluster_id: "Kubernetes".into(),
+        }
+    }
 }
 
 /// Why serving could not start.
@@ -64,6 +143,8 @@ pub enum ServeError {
     Ca(#[from] crate::ca::CaSetupError),
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::kube_source::ClientError),
 }
 
 fn loopback(ip: IpAddr) -> bool {
@@ -97,10 +178,26 @@ pub async fn start(
     }
     let root = crate::ca::load_or_create_root(&args.ca_dir, &args.trust_domain)?;
     let pods = crate::ca::PodsOnNodes::default();
-    let ca = crate::ca::service(
+    let kube = match &args.manifests {
+        Some(_) => None,
+        None => Some(crate::kube_source::client(args.kubeconfig.as_deref()).await?),
+    };
+    // Static tokens when given (the local mesh, also on an API server); otherwise, on a cluster, the
+    // callers' service-account tokens, reviewed by the API server (istiod's way).
+    let auth = match (&args.ca_tokens, &kube) {
+        (None, Some(client)) => crate::ca::CaAuth::Kubernetes {
+            client: client.clone(),
+            audiences: args.token_audiences.clone(),
+        },
+        (tokens, _) => crate::ca::CaAuth::Tokens(tokens.clone()),
+    };
+    let ca = crate::ca::service_with(
         &root,
-        args.ca_tokens.clone(),
-        &args.trust_domain,
+        crate::ca::CaSettings {
+            auth,
+            trust_domain: args.trust_domain.clone(),
+            max_workload_cert_ttl: args.max_workload_cert_ttl,
+        },
         pods.clone(),
     )?;
 
@@ -136,14 +233,62 @@ pub async fn start(
         cluster_id: args.cluster_id.clone(),
         ..Options::default()
     };
-    tokio::spawn(crate::watcher::run(
-        args.manifests.clone(),
-        options,
-        source.clone(),
-        pods,
-        status_tx,
-        shutdown.clone(),
-    ));
+    match (&args.manifests, kube) {
+        (Some(dir), _) => {
+            tokio::spawn(crate::watcher::run(
+                dir.clone(),
+                options,
+                source.clone(),
+                pods,
+                status_tx,
+                shutdown.clone(),
+            ));
+        }
+        (None, Some(client)) => {
+            let me = args.pod_name.clone().unwrap_or_else(default_identity);
+            let metrics = crate::kube_source::report::Metrics::default();
+            metrics.register(&mut registry);
+            let reports = crate::kube_source::report::Reports::new(
+                Some(client.clone()),
+                Some(me.clone()),
+                metrics,
+            );
+            let (leader_tx, leader_rx) = watch::channel(false);
+            tokio::spawn(crate::kube_source::leader::run(
+                client.clone(),
+                args.namespace.clone(),
+                me,
+                args.lease_duration,
+                leader_tx,
+                shutdown.clone(),
+            ));
+            let controller = crate::kube_source::controller::Controller::new(
+                client.clone(),
+                crate::kube_source::desired::Settings {
+                    image: args.waypoint_image.clone(),
+                    xds_address: args.waypoint_xds_address.clone(),
+                    trust_domain: args.trust_domain.clone(),
+                    root_cert_pem: root.cert_pem.clone(),
+                },
+            );
+            tokio::spawn(crate::kube_source::run(
+                client,
+                crate::kube_source::options(options),
+                crate::kube_source::Sinks {
+                    source: source.clone(),
+                    pods,
+                    status: status_tx,
+                    reports,
+                },
+                crate::kube_source::Writers {
+                    controller,
+                    leader: leader_rx,
+                },
+                shutdown.clone(),
+            ));
+        }
+        (None, None) => unreachable!("a client is made whenever there is no manifest directory"),
+    }
     tokio::spawn(crate::admin::serve(
         admin,
         Arc::new(crate::admin::AdminState {

@@ -63,6 +63,12 @@ pub struct Options {
     pub pod_cidr: ipnet::Ipv4Net,
     /// Services without `spec.clusterIP` get addresses from here, from the tenth on.
     pub service_cidr: ipnet::Ipv4Net,
+    /// Whether the control plane hands out addresses itself (manifest files of the local mesh: Deployments
+    /// become pods, pods without `status.podIP` and Services without `spec.clusterIP` get one). Off for a
+    /// Kubernetes source, where the API server and kubelets own addresses: a pod without an IP is not yet a
+    /// workload, a Service without a cluster IP (`ExternalName`) has no VIP, and Deployments are not expanded
+    /// (their pods come from the API).
+    pub allocate_addresses: bool,
 }
 
 impl Default for Options {
@@ -75,6 +81,7 @@ impl Default for Options {
                 .unwrap_or_default(),
             service_cidr: ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 96, 0, 0), 16)
                 .unwrap_or_default(),
+            allocate_addresses: true,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Status {
     /// Milliseconds the last successful read + translation took.
     pub translate_ms: f64,
     pub summary: serde_json::Value,
+    /// Objects that are not applied (a Kubernetes source applies everything else), with their errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<crate::kube_source::report::Rejected>,
 }
 
 type Stamp = Vec<(PathBuf, SystemTime, u64, u64)>;

@@ -201,17 +201,7 @@ async fn run(api_type: &str) {
     );
     let (_stop, shutdown) = watch::channel(false);
     let (cp, serving) = start(
-        ServeArgs {
-            manifests: manifests_dir.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin: "127.0.0.1:0".parse().unwrap(),
-            tls: false,
-            tls_dns_names: vec![],
-            ca_dir: dir.path().join("ca"),
-            ca_tokens: None,
-            trust_domain: "cluster.local".into(),
-            cluster_id: "Kubernetes".into(),
-        },
+        ServeArgs::local(manifests_dir.clone(), dir.path().join("ca")),
         shutdown,
     )
     .await

@@ -25,11 +25,14 @@ const APP_ON_B: &str = "spiffe://cluster.local/ns/default/sa/app-b";
 /// Tokens → callers (stands in for Kubernetes TokenReview).
 struct Tokens(HashMap<String, Caller>);
 
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct AuthError(&'static str);
+
 impl CallerAuthenticator for Tokens {
-    fn authenticate<'a>(
-        &'a self,
-        md: &'a MetadataMap,
-    ) -> BoxFuture<'a, Result<Caller, tonic::Status>> {
+    type Error = AuthError;
+
+    fn authenticate<'a>(&'a self, md: &'a MetadataMap) -> BoxFuture<'a, Result<Caller, AuthError>> {
         Box::pin(async move {
             assert_eq!(
                 md.get("clusterid").and_then(|v| v.to_str().ok()),
@@ -39,11 +42,8 @@ impl CallerAuthenticator for Tokens {
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| tonic::Status::unauthenticated("no token"))?;
-            self.0
-                .get(token)
-                .cloned()
-                .ok_or_else(|| tonic::Status::unauthenticated("bad token"))
+                .ok_or(AuthError("no token"))?;
+            self.0.get(token).cloned().ok_or(AuthError("bad token"))
         })
     }
 }
@@ -85,6 +85,7 @@ async fn serve(ca: &TestCa) -> String {
         CaServiceConfig {
             trusted_node_accounts: vec![("istio-system".into(), "ztunnel".into())],
             default_validity: Duration::from_secs(3600),
+            max_validity: Duration::from_secs(90 * 86400),
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

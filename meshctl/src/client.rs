@@ -19,6 +19,7 @@ pub fn up(
     paths: &MeshPaths,
     path: &Path,
     nodes: Option<u32>,
+    kubeconfig: Option<&Path>,
     timeout: Duration,
 ) -> Result<String, Error> {
     if let Some(pid) = daemon_alive(paths) {
@@ -42,7 +43,7 @@ pub fn up(
             eprintln!("meshctl: {e}");
         }
     }
-    spawn_daemon(paths)?;
+    spawn_daemon(paths, kubeconfig)?;
     let request = Request::Up {
         cluster,
         files,
@@ -96,7 +97,7 @@ fn cluster_config(
     Ok(ClusterConfig::from_spec(&spec, nodes)?)
 }
 
-fn spawn_daemon(paths: &MeshPaths) -> Result<(), Error> {
+fn spawn_daemon(paths: &MeshPaths, kubeconfig: Option<&Path>) -> Result<(), Error> {
     std::fs::create_dir_all(&paths.root).map_err(|e| Error::file(&paths.root, e))?;
     let log_path = paths.daemon_log();
     let log = std::fs::File::create(&log_path).map_err(|e| Error::file(&log_path, e))?;
@@ -111,6 +112,12 @@ fn spawn_daemon(paths: &MeshPaths) -> Result<(), Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
+    if let Some(k) = kubeconfig {
+        let k = std::fs::canonicalize(k).map_err(|e| Error::file(k, e))?;
+        cmd.env(crate::daemon::KUBECONFIG_ENV, k);
+    } else {
+        cmd.env_remove(crate::daemon::KUBECONFIG_ENV);
+    }
     // SAFETY: setsid(2) is async-signal-safe; the daemon leaves the CLI's session so it outlives the CLI.
     unsafe {
         cmd.pre_exec(|| {

@@ -134,6 +134,7 @@ pub fn start(
     trust_domain: &str,
     supervisor: &Supervisor,
     binary: &std::path::Path,
+    kubeconfig: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<ControlPlane, Error> {
     let mesh_err = |detail: String| Error::Mesh {
@@ -153,13 +154,17 @@ pub fn start(
     let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let s = |p: PathBuf| p.display().to_string();
+    let source = match kubeconfig {
+        Some(k) => ["--kubeconfig".to_owned(), k.display().to_string()],
+        None => ["--manifests".to_owned(), s(manifests)],
+    };
     let spec = ContainerSpec {
         name: COMPONENT.into(),
         argv: vec![
             binary.display().to_string(),
             "serve".into(),
-            "--manifests".into(),
-            s(manifests),
+            source[0].clone(),
+            source[1].clone(),
             "--listen".into(),
             grpc.to_string(),
             "--admin".into(),
@@ -455,6 +460,50 @@ pub fn documents(
         docs.push(crate::manifest::to_document(&Object::Pod(
             p.as_pod_object(),
         )));
+    }
+    docs
+}
+
+/// The mesh as the API server should hold it when the mesh runs on one: the [`documents`], with every pod as a
+/// kubelet reports it, plus the namespaces and service accounts the mesh implies (`default` and `kube-*`
+/// namespaces exist already and are left alone).
+pub fn api_documents(
+    objects: &[ManifestObject],
+    plan: &Plan,
+    pods: &BTreeMap<Name, RunningPod>,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut docs = Vec::new();
+    for (ns, labels) in &plan.namespaces {
+        if ns != "default" && !ns.starts_with("kube-") {
+            docs.push(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": labels}}));
+        }
+    }
+    for (ns, sa) in &plan.service_accounts {
+        docs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": sa, "namespace": ns}}));
+    }
+    let keyed = |d: &serde_json::Value| {
+        let s = |p: &str| {
+            d.pointer(p)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
+    };
+    let implied: std::collections::BTreeSet<_> = docs.iter().map(keyed).collect();
+    for d in documents(objects, plan, pods) {
+        let d = if d.get("kind").and_then(serde_json::Value::as_str) == Some("Pod") {
+            crate::kube_mirror::kubelet_view(d, None)
+        } else {
+            d
+        };
+        if implied.contains(&keyed(&d)) {
+            docs.retain(|o| keyed(o) != keyed(&d));
+        }
+        docs.push(d);
     }
     docs
 }

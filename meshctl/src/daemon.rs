@@ -33,7 +33,12 @@ pub struct Mesh {
     /// The mesh CA (`None` only while coming up).
     pub control_plane: Option<crate::control_plane::ControlPlane>,
     pub bins: node_agents::Binaries,
+    /// The API server the mesh runs on (`meshctl up --kubeconfig`), instead of a manifest directory.
+    pub kube: Option<crate::kube_mirror::KubeMirror>,
 }
+
+/// The environment variable that carries `meshctl up --kubeconfig` to the daemon.
+pub const KUBECONFIG_ENV: &str = "MESHCTL_KUBECONFIG";
 
 /// Serves the control socket until the mesh is removed (or failed to come up).
 pub fn serve(paths: MeshPaths) -> Result<(), Error> {
@@ -193,6 +198,13 @@ impl Mesh {
         if waypoints::any(&plan) {
             bins.require_waypoint()?;
         }
+        let kube = match std::env::var_os(KUBECONFIG_ENV) {
+            Some(k) => Some(crate::kube_mirror::KubeMirror::connect(
+                std::path::Path::new(&k),
+                &paths.name,
+            )?),
+            None => None,
+        };
         topology::create(&paths, &cluster)?;
         let mut mesh = Mesh {
             paths,
@@ -203,6 +215,7 @@ impl Mesh {
             supervisor: Supervisor::default(),
             control_plane: None,
             bins,
+            kube,
         };
         let started = mesh.start_components(timeout);
         match started.and_then(|()| mesh.converge(objects, plan, timeout)) {
@@ -222,15 +235,28 @@ impl Mesh {
             &self.cluster.trust_domain,
             &self.supervisor,
             &self.bins.control_plane,
+            std::env::var_os(KUBECONFIG_ENV)
+                .as_deref()
+                .map(std::path::Path::new),
             timeout,
         )?);
         node_agents::start(&self.paths, &self.cluster, &self.supervisor, &self.bins)?;
         node_agents::wait_ready(&self.paths, &self.cluster, timeout)
     }
 
-    /// Publishes the mesh to the control plane (which serves the node tunnels and the CA).
-    fn publish_workloads(&self) -> Result<(), Error> {
-        crate::control_plane::publish(&self.paths, &self.objects, &self.plan, &self.pods)
+    /// Publishes the mesh to the control plane (which serves the node tunnels and the CA): to the API server
+    /// when the mesh runs on one, else to the manifest directory.
+    fn publish_workloads(&mut self) -> Result<(), Error> {
+        match &mut self.kube {
+            Some(kube) => kube.sync(crate::control_plane::api_documents(
+                &self.objects,
+                &self.plan,
+                &self.pods,
+            )),
+            None => {
+                crate::control_plane::publish(&self.paths, &self.objects, &self.plan, &self.pods)
+            }
+        }
     }
 
     /// Applies new or changed objects to the running mesh.
@@ -455,6 +481,11 @@ impl Mesh {
         self.supervisor
             .stop(&self.supervisor.pods(), pods::MAX_GRACE);
         self.control_plane = None;
+        if let Some(mut kube) = self.kube.take()
+            && let Err(e) = kube.clear()
+        {
+            errors.push(e);
+        }
         errors.extend(topology::teardown(&self.paths, pods::MAX_GRACE));
         errors
     }

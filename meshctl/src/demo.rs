@@ -57,7 +57,7 @@ fn mtls_connections(st: &StatusReport, principal: &str) -> u64 {
 }
 
 pub fn run(paths: &MeshPaths, quickstart: &Path) -> Result<String, Error> {
-    let summary = crate::client::up(paths, quickstart, None, Duration::from_secs(60))?;
+    let summary = crate::client::up(paths, quickstart, None, None, Duration::from_secs(60))?;
     eprintln!("{summary}");
     let result = crate::client::status(paths).and_then(|st| drive(&st));
     let down = crate::client::down(paths);

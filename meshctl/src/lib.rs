@@ -22,6 +22,8 @@ pub mod control_plane;
 pub mod daemon;
 pub mod demo;
 pub mod error;
+pub mod kube_mirror;
+pub mod local_rules;
 pub mod netns;
 pub mod node_agents;
 pub mod paths;

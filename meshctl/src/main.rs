@@ -37,6 +37,10 @@ enum Cmd {
         /// Seconds to wait for the pods.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Run the mesh on this Kubernetes API server: the mesh writes its nodes' pods (with status, as
+        /// kubelets do) and its objects there, and the control plane reads the cluster from it.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
     },
     /// Apply new or changed manifests to the running mesh.
     Apply {
@@ -101,9 +105,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             nodes,
             timeout,
+            kubeconfig,
         } => println!(
             "{}",
-            client::up(&paths, &file, nodes, Duration::from_secs(timeout))?
+            client::up(
+                &paths,
+                &file,
+                nodes,
+                kubeconfig.as_deref(),
+                Duration::from_secs(timeout)
+            )?
         ),
         Cmd::Apply { file, timeout } => println!(
             "{}",

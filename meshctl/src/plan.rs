@@ -84,6 +84,7 @@ pub fn build(
     incoming: &[ManifestObject],
     existing: &Existing,
 ) -> Result<(Vec<ManifestObject>, Plan), ManifestError> {
+    crate::local_rules::check(incoming)?;
     let mut seen: BTreeMap<ObjectKey, &ManifestObject> = BTreeMap::new();
     for obj in incoming {
         if matches!(obj.object, Object::Cluster(_)) {

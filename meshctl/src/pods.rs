@@ -197,7 +197,10 @@ pub(crate) fn container_specs(
             for e in &c.env {
                 let value = match (&e.value, &e.value_from) {
                     (Some(v), _) => v.clone(),
-                    (None, Some(from)) => field(&from.field_ref.field_path),
+                    (None, Some(from)) => from
+                        .field_ref
+                        .as_ref()
+                        .map_or_else(String::new, |f| field(&f.field_path)),
                     (None, None) => String::new(),
                 };
                 env.retain(|(k, _)| *k != e.name);

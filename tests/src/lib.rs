@@ -2,7 +2,11 @@
 //! test, and removes that mesh when the test ends, also when it panics.
 //!
 //! Tests need root (they create network namespaces); without it they fail with a message that says so.
+//!
+//! Beside it, needing no root: [`peers`] runs the control plane and real third-party xDS clients as processes on
+//! 127.0.0.1, and [`kube`] a real Kubernetes API server (kube-apiserver + etcd, see `scripts/kube.sh`).
 
+pub mod kube;
 pub mod peers;
 pub mod waypoint;
 
@@ -116,9 +120,16 @@ impl TestMesh {
 
     /// `meshctl up -f <yaml written to a file> --nodes N`; fails the test with meshctl's stderr if it fails.
     pub fn up(&self, yaml: &str, nodes: u32) -> String {
+        self.up_with(yaml, nodes, &[])
+    }
+
+    /// [`TestMesh::up`] with more flags (`--kubeconfig PATH`).
+    pub fn up_with(&self, yaml: &str, nodes: u32, extra: &[&str]) -> String {
         let path = self.manifest("up.yaml", yaml);
-        let out = self.meshctl(&["up", "-f", path_str(&path), "--nodes", &nodes.to_string()]);
-        must(&out, "meshctl up")
+        let nodes = nodes.to_string();
+        let mut args = vec!["up", "-f", path_str(&path), "--nodes", &nodes];
+        args.extend_from_slice(extra);
+        must(&self.meshctl(&args), "meshctl up")
     }
 
     pub fn status(&self) -> Value {

@@ -4,6 +4,7 @@
 //! Every process is killed when its handle drops (also when the test panics), and with `PR_SET_PDEATHSIG` when
 //! the test thread that started it dies; every wait is bounded.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -76,19 +77,29 @@ pub fn peer_node_modules() -> PathBuf {
 
 /// The `control-plane` binary: `$CONTROL_PLANE_BIN`, else the one built beside this test binary.
 pub fn control_plane_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CONTROL_PLANE_BIN") {
+    built_bin("control-plane", "CONTROL_PLANE_BIN", "control-plane")
+}
+
+/// The `waypoint` binary: `$WAYPOINT_BIN`, else the one built beside this test binary.
+pub fn waypoint_bin() -> PathBuf {
+    built_bin("waypoint", "WAYPOINT_BIN", "waypoint")
+}
+
+/// `$env`, else binary `name` of package `package` built beside this test binary.
+fn built_bin(name: &str, env: &str, package: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test> → target/<profile>/control-plane
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|d| d.join("control-plane"))
+        .map(|d| d.join(name))
         .unwrap_or_default();
     assert!(
         bin.is_file(),
-        "{} not found: build it first with `cargo build -p control-plane --bin control-plane`",
+        "{} not found: build it first with `cargo build -p {package} --bin {name}`",
         bin.display()
     );
     bin
@@ -253,6 +264,14 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// Kills the process (SIGKILL: no clean shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         drop(self.stdin.take());
@@ -310,6 +329,27 @@ impl ControlPlaneProc {
     /// Starts the control plane on `manifests`, with its CA and log under `work`, and waits (bounded) until it
     /// serves the first manifest generation (`/ready`). Fails the test if it rejects the manifests.
     pub fn start(manifests: &Path, work: &Path) -> ControlPlaneProc {
+        Self::start_with(
+            &[OsStr::new("--manifests"), manifests.as_os_str()],
+            work,
+            &[],
+        )
+    }
+
+    /// Starts the control plane on the API server of `kubeconfig` (`--kubeconfig`), with `extra` flags and
+    /// environment `env` (e.g. `POD_NAME`), and waits until it serves its first translation.
+    pub fn start_kube(
+        kubeconfig: &Path,
+        work: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControlPlaneProc {
+        let mut args = vec![OsStr::new("--kubeconfig"), kubeconfig.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
+        Self::start_with(&args, work, env)
+    }
+
+    fn start_with(source: &[&OsStr], work: &Path, env: &[(&str, &str)]) -> ControlPlaneProc {
         let bin = control_plane_bin();
         let ca_dir = work.join("ca");
         let mut exits = Vec::new();
@@ -318,14 +358,14 @@ impl ControlPlaneProc {
             let (grpc_port, admin_port) = (free_port(), free_port());
             let mut cmd = Command::new(&bin);
             cmd.arg("serve")
-                .arg("--manifests")
-                .arg(manifests)
+                .args(source)
                 .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
                 .args(["--admin", &format!("127.0.0.1:{admin_port}")])
                 .arg("--ca-dir")
                 .arg(&ca_dir)
                 .env("RUST_LOG", "info,xds=debug")
-                .env("NO_COLOR", "1");
+                .env("NO_COLOR", "1")
+                .envs(env.iter().copied());
             let proc = Proc::spawn(&format!("control-plane-{attempt}"), cmd, work);
             let mut cp = ControlPlaneProc {
                 proc,

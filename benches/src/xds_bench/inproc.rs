@@ -38,17 +38,7 @@ impl InProcess {
     /// Starts on 127.0.0.1:0 over `manifests` and waits for the first generation.
     pub(crate) async fn start(manifests: &Path) -> Result<InProcess> {
         let ca_dir = tempfile::tempdir()?;
-        let args = ServeArgs {
-            manifests: manifests.to_owned(),
-            listen: "127.0.0.1:0".parse()?,
-            admin: "127.0.0.1:0".parse()?,
-            tls: false,
-            tls_dns_names: vec![],
-            ca_dir: ca_dir.path().to_owned(),
-            ca_tokens: None,
-            trust_domain: "cluster.local".into(),
-            cluster_id: "Kubernetes".into(),
-        };
+        let args = ServeArgs::local(manifests.to_owned(), ca_dir.path().to_owned());
         let (shutdown, rx) = watch::channel(false);
         let (cp, serving) = control_plane::serve::start(args, rx).await?;
         let task = tokio::spawn(serving);

@@ -9,6 +9,15 @@ use serde_json::{Value, json};
 use crate::conflist::PLUGIN_TYPE;
 use crate::enrollment::EnrollmentPolicy;
 
+/// Where the agent learns about pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSourceConfig {
+    /// `--pod-dir`.
+    Dir(PathBuf),
+    /// The API server: of `--kubeconfig`, or the default chain (in-cluster) when `None`.
+    Kube { kubeconfig: Option<PathBuf> },
+}
+
 /// `cni-agent`: installs the istio-cni plugin, redirects enrolled pods' traffic to ztunnel and hands the pods
 /// to ztunnel over ZDS.
 #[derive(Debug, Clone, Parser)]
@@ -29,9 +38,20 @@ pub struct AgentConfig {
     /// Agent run dir: `pluginevent.sock` and `pods.json`.
     #[arg(long, env = "CNI_AGENT_RUN_DIR", default_value = "/var/run/istio-cni")]
     pub run_dir: PathBuf,
-    /// Pod source directory (`<namespace>.<name>.json` files).
+    /// Pod source directory (`<namespace>.<name>.json` files; the local mesh). When set it wins over
+    /// `--kubeconfig`; when neither is set the agent uses the Kubernetes in-cluster configuration.
     #[arg(long, env = "CNI_POD_DIR")]
-    pub pod_dir: PathBuf,
+    pub pod_dir: Option<PathBuf>,
+    /// Watch this node's pods and all namespaces through the API server of this kubeconfig (a single path).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes source: where bind-mounted pod network namespaces are looked for (netns finder).
+    #[arg(long, env = "CNI_NETNS_DIR", default_value = "/run/netns")]
+    pub netns_dir: PathBuf,
+    /// Kubernetes source: the node's proc filesystem, scanned for pod network namespaces (`/host/proc` when the
+    /// agent runs in a container with the host's `/proc` mounted there).
+    #[arg(long, env = "CNI_HOST_PROC", default_value = "/proc")]
+    pub host_proc: PathBuf,
     /// ZDS socket ztunnel connects to.
     #[arg(
         long,
@@ -75,7 +95,7 @@ pub struct AgentConfig {
     /// Poll interval of the conf dir and binary (ms).
     #[arg(long, env = "CNI_CONF_POLL_MS", default_value_t = 50)]
     pub conf_poll_ms: u64,
-    /// Poll interval of the pod dir (ms).
+    /// Poll interval of the pod dir (ms). (The Kubernetes source is event-driven, with a 5 s resync.)
     #[arg(long, env = "CNI_POD_POLL_MS", default_value_t = 200)]
     pub pod_poll_ms: u64,
     /// `plugin_log_level` written into the conf entry.
@@ -102,13 +122,25 @@ impl AgentConfig {
         }
     }
 
+    /// `--pod-dir` wins over `--kubeconfig` (a `KUBECONFIG` in a developer's environment must not take the local
+    /// mesh's agent to some cluster).
+    pub fn pod_source(&self) -> PodSourceConfig {
+        match (&self.pod_dir, &self.kubeconfig) {
+            (Some(dir), _) => PodSourceConfig::Dir(dir.clone()),
+            (None, kubeconfig) => PodSourceConfig::Kube {
+                kubeconfig: kubeconfig.clone(),
+            },
+        }
+    }
+
     pub fn pods_json(&self) -> PathBuf {
         self.run_dir.join("pods.json")
     }
 
-    /// The entry inserted into the primary CNI configuration.
+    /// The entry inserted into the primary CNI configuration. `pod_dir` only with the pod-dir source: without it
+    /// the plugin sends every pod (outside excluded namespaces) to the agent, which decides.
     pub fn conf_entry(&self) -> Value {
-        json!({
+        let mut entry = json!({
             "type": PLUGIN_TYPE,
             "name": PLUGIN_TYPE,
             "cni_agent_run_dir": self.run_dir,
@@ -118,7 +150,51 @@ impl AgentConfig {
             "native_nftables": true,
             "enable_ambient_detection_retry": true,
             "plugin_log_level": self.plugin_log_level,
-            "pod_dir": self.pod_dir,
-        })
+        });
+        if let PodSourceConfig::Dir(dir) = self.pod_source() {
+            entry["pod_dir"] = json!(dir);
+        }
+        entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> AgentConfig {
+        let base = [
+            "cni-agent",
+            "--plugin-binary",
+            "/bin/x",
+            "--node-name",
+            "n1",
+        ];
+        AgentConfig::parse_from(base.iter().chain(args))
+    }
+
+    #[test]
+    fn pod_source_selection() {
+        let dir = parse(&["--pod-dir", "/p", "--kubeconfig", "/k"]);
+        assert_eq!(dir.pod_source(), PodSourceConfig::Dir("/p".into()));
+        assert_eq!(dir.conf_entry()["pod_dir"], "/p");
+        let kube = parse(&["--kubeconfig", "/k"]);
+        assert_eq!(
+            kube.pod_source(),
+            PodSourceConfig::Kube {
+                kubeconfig: Some("/k".into())
+            }
+        );
+        assert!(kube.conf_entry().get("pod_dir").is_none());
+        let in_cluster = AgentConfig {
+            kubeconfig: None,
+            ..kube
+        };
+        assert_eq!(
+            in_cluster.pod_source(),
+            PodSourceConfig::Kube { kubeconfig: None }
+        );
+        assert_eq!(in_cluster.netns_dir, PathBuf::from("/run/netns"));
+        assert_eq!(in_cluster.host_proc, PathBuf::from("/proc"));
     }
 }

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::enrollment::{self, Decision};
-use crate::pods::{PodMeta, PodSource};
+use crate::pods::PodMeta;
 use crate::redirect;
 use crate::rules::PodRuleOptions;
 use crate::zds::server::{ReplayItem, ReplaySource};
 
+use super::source::Source;
 use super::state::{self, PodEntry, Redirection};
 use super::{Agent, AgentError};
 
@@ -147,12 +148,19 @@ impl Agent {
 
     /// Start-up: rebuild the enrolled set from the pod source, the previous `pods.json` and the rules present
     /// in pod netns, before any tunnel connects (the first replay is then complete). Pods deleted while the
-    /// agent was down are cleaned up and left out, so the tunnel drops them after the snapshot.
-    pub async fn rebuild(self: &Arc<Self>, source: &mut dyn PodSource) -> Result<(), AgentError> {
+    /// agent was down are cleaned up and left out, so the tunnel drops them after the snapshot. (With the
+    /// Kubernetes source a pod's netns comes from `pods.json` when the uid matches, else from the netns finder.)
+    pub async fn rebuild(self: &Arc<Self>, source: &mut Source) -> Result<(), AgentError> {
         let previous = state::load(&self.cfg.pods_json());
-        let pods = source.list()?;
+        let listing = self.list(source, &previous).await?;
+        let pods = listing.pods;
         let policy = self.cfg.policy();
         for (key, old) in &previous {
+            if listing.held.contains(key) {
+                // Namespace unknown: keep the pod as it was; the informer judges it once it can.
+                self.pods_mut().insert(key.clone(), old.clone());
+                continue;
+            }
             let still = pods.get(key).is_some_and(|p| p.uid == old.uid);
             if !still && let Some(ns) = old.netns.clone() {
                 tracing::info!(pod = %key, uid = %old.uid, "pod deleted while the agent was down; cleaning up");
@@ -238,6 +246,7 @@ impl ReplaySource for Agent {
         };
         if changed {
             self.persist_now();
+            self.wake.notify_one();
         }
     }
 }

@@ -1,12 +1,17 @@
 //! The informer's decisions (pure): given the enrolled pods and the pod source's current view, what to enroll
-//! and what to un-enroll. The agent runs this on every poll of the pod dir and once at start-up.
+//! and what to un-enroll ([`plan`]), which pods still need their netns found ([`needs_netns`]) and, with the
+//! Kubernetes source, which redirection annotations to write ([`annotations`]). The agent runs these on every
+//! change of the pod source (a poll of the pod dir, or a watch event) and once at start-up.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::enrollment::{self, Decision, EnrollmentPolicy};
+use crate::k8s::NodePod;
+use crate::k8s::annotation::{REDIRECTION_ENABLED, REDIRECTION_PENDING, is_ours};
 use crate::pods::PodMeta;
 
-use super::state::PodMap;
+use super::state::{PodMap, Redirection};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -36,19 +41,37 @@ impl std::fmt::Display for Why {
     }
 }
 
-/// Plans the changes. `node` filters pods of other nodes (pods without a node are taken as ours);
+fn is_mine(p: &PodMeta, node: &str) -> bool {
+    p.node.is_empty() || node.is_empty() || p.node == node
+}
+
+/// Whether `pod` should be enrolled and is not (same uid) yet.
+fn wants_enrollment(
+    enrolled: &PodMap,
+    pod: &PodMeta,
+    policy: &EnrollmentPolicy,
+    node: &str,
+) -> bool {
+    let cached_same = enrolled.get(&pod.key()).is_some_and(|e| e.uid == pod.uid);
+    !cached_same && is_mine(pod, node) && enrollment::decide(policy, pod) == Decision::Enroll
+}
+
+/// Plans the changes. `node` filters pods of other nodes (pods without a node are taken as ours); `held` pods
+/// (whose enrollment cannot be judged now, e.g. their namespace is not known yet) are left as they are;
 /// `netns_exists` guards enrollment of pods whose namespace is gone or not made yet.
 pub fn plan(
     enrolled: &PodMap,
-    pods: &std::collections::BTreeMap<String, PodMeta>,
+    pods: &BTreeMap<String, PodMeta>,
+    held: &BTreeSet<String>,
     policy: &EnrollmentPolicy,
     node: &str,
     netns_exists: &dyn Fn(&Path) -> bool,
 ) -> Vec<Action> {
-    let mine = |p: &PodMeta| p.node.is_empty() || node.is_empty() || p.node == node;
+    let mine = |p: &PodMeta| is_mine(p, node);
     let mut actions = Vec::new();
     for (key, entry) in enrolled {
         let why = match pods.get(key) {
+            None if held.contains(key) => None,
             None => Some(Why::Deleted),
             Some(p) if !mine(p) => Some(Why::Deleted),
             Some(p) if p.uid != entry.uid => Some(Why::Replaced),
@@ -62,9 +85,8 @@ pub fn plan(
             });
         }
     }
-    for (key, pod) in pods {
-        let cached_same = enrolled.get(key).is_some_and(|e| e.uid == pod.uid);
-        if cached_same || !mine(pod) || enrollment::decide(policy, pod) != Decision::Enroll {
+    for pod in pods.values() {
+        if !wants_enrollment(enrolled, pod, policy, node) {
             continue;
         }
         let running = pod.netns.as_deref().is_some_and(netns_exists) && !pod.ips.is_empty();
@@ -75,12 +97,63 @@ pub fn plan(
     actions
 }
 
+/// Pods [`plan`] would enroll if only their netns were known: selected, not enrolled, with IPs, no netns.
+pub fn needs_netns(
+    enrolled: &PodMap,
+    pods: &BTreeMap<String, PodMeta>,
+    policy: &EnrollmentPolicy,
+    node: &str,
+) -> Vec<String> {
+    pods.values()
+        .filter(|p| p.netns.is_none() && !p.ips.is_empty())
+        .filter(|p| wants_enrollment(enrolled, p, policy, node))
+        .map(PodMeta::key)
+        .collect()
+}
+
+/// One write of the `ambient.istio.io/redirection` annotation: `Some(value)` sets it, `None` removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationChange {
+    pub key: String,
+    pub value: Option<&'static str>,
+}
+
+/// The annotation writes that make every pod of the node show what the agent did to it: `enabled` or `pending`
+/// for an enrolled pod (same uid), and no annotation of ours (`enabled`/`pending`) on any other pod. Values we
+/// never write are left alone on pods we do not enroll. Idempotent: a failed write is planned again next time.
+pub fn annotations(
+    enrolled: &PodMap,
+    node_pods: &BTreeMap<String, NodePod>,
+) -> Vec<AnnotationChange> {
+    node_pods
+        .iter()
+        .filter_map(|(key, pod)| {
+            let want =
+                enrolled
+                    .get(key)
+                    .filter(|e| e.uid == pod.uid)
+                    .map(|e| match e.redirection {
+                        Redirection::Enabled => REDIRECTION_ENABLED,
+                        Redirection::Pending => REDIRECTION_PENDING,
+                    });
+            let have = pod.redirection.as_deref();
+            let write = match want {
+                Some(w) => have != Some(w),
+                None => have.is_some_and(is_ours),
+            };
+            write.then(|| AnnotationChange {
+                key: key.clone(),
+                value: want,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::state::{PodEntry, Redirection};
+    use crate::agent::state::PodEntry;
     use crate::enrollment::DATAPLANE_MODE_LABEL;
-    use std::collections::BTreeMap;
 
     fn pod(name: &str, uid: &str, ambient: bool, running: bool) -> PodMeta {
         let mut p = PodMeta {
@@ -138,7 +211,8 @@ mod tests {
         .map(|p| (p.key(), p))
         .collect();
         let exists = |_: &Path| true;
-        let actions = plan(&enrolled, &pods, &policy, "node1", &exists);
+        let none_held = BTreeSet::new();
+        let actions = plan(&enrolled, &pods, &none_held, &policy, "node1", &exists);
         let unenroll = |k: &str, why| Action::Unenroll {
             key: format!("demo/{k}"),
             why,
@@ -154,9 +228,92 @@ mod tests {
             ]
         );
         let none = |_: &Path| false;
-        let actions = plan(&PodMap::new(), &pods, &policy, "node1", &none);
+        let actions = plan(&PodMap::new(), &pods, &none_held, &policy, "node1", &none);
         assert!(actions.is_empty(), "{actions:?}");
-        let actions = plan(&PodMap::new(), &pods, &policy, "node2", &exists);
+        let actions = plan(&PodMap::new(), &pods, &none_held, &policy, "node2", &exists);
         assert!(actions.is_empty(), "pods of other nodes: {actions:?}");
+        // A pod whose namespace is not known yet is neither un-enrolled nor enrolled.
+        let held: BTreeSet<String> = ["demo/gone".to_string()].into();
+        let actions = plan(&enrolled, &pods, &held, &policy, "node1", &exists);
+        assert!(
+            !actions.contains(&unenroll("gone", Why::Deleted)),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn netns_is_looked_for_only_where_it_would_enroll() {
+        let policy = EnrollmentPolicy {
+            ambient_enabled: true,
+            ..EnrollmentPolicy::default()
+        };
+        let no_netns = |mut p: PodMeta| {
+            p.netns = None;
+            p
+        };
+        let mut no_ips = pod("no-ips", "4", true, true);
+        no_ips.netns = None;
+        no_ips.ips.clear();
+        let pods: BTreeMap<String, PodMeta> = [
+            no_netns(pod("wanted", "1", true, true)),
+            pod("has-netns", "2", true, true),
+            no_netns(pod("plain", "3", false, true)),
+            no_ips,
+            no_netns(pod("enrolled", "5", true, true)),
+        ]
+        .into_iter()
+        .map(|p| (p.key(), p))
+        .collect();
+        let mut enrolled = PodMap::new();
+        enrolled.insert("demo/enrolled".into(), entry("5"));
+        assert_eq!(
+            needs_netns(&enrolled, &pods, &policy, "node1"),
+            ["demo/wanted"]
+        );
+        assert!(needs_netns(&enrolled, &pods, &policy, "node2").is_empty());
+    }
+
+    #[test]
+    fn annotations_follow_the_enrolled_set() {
+        let mut enrolled = PodMap::new();
+        enrolled.insert("demo/on".into(), entry("1"));
+        enrolled.insert("demo/already".into(), entry("2"));
+        enrolled.insert(
+            "demo/acking".into(),
+            PodEntry {
+                redirection: Redirection::Pending,
+                ..entry("3")
+            },
+        );
+        enrolled.insert("demo/replaced".into(), entry("old"));
+        let node_pod = |uid: &str, v: Option<&str>| NodePod {
+            uid: uid.into(),
+            redirection: v.map(str::to_string),
+        };
+        let node_pods: BTreeMap<String, NodePod> = [
+            ("demo/on", node_pod("1", None)),
+            ("demo/already", node_pod("2", Some("enabled"))),
+            ("demo/acking", node_pod("3", Some("enabled"))),
+            ("demo/replaced", node_pod("new", Some("enabled"))),
+            ("demo/off", node_pod("5", Some("pending"))),
+            ("demo/user", node_pod("6", Some("disabled"))),
+            ("demo/plain", node_pod("7", None)),
+        ]
+        .into_iter()
+        .map(|(k, p)| (k.to_string(), p))
+        .collect();
+        let change = |key: &str, value| AnnotationChange {
+            key: key.into(),
+            value,
+        };
+        assert_eq!(
+            annotations(&enrolled, &node_pods),
+            vec![
+                change("demo/acking", Some("pending")),
+                change("demo/off", None),
+                change("demo/on", Some("enabled")),
+                change("demo/replaced", None),
+            ]
+        );
     }
 }

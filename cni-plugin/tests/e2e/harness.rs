@@ -241,6 +241,29 @@ pub(crate) struct AgentProc {
 
 impl AgentProc {
     pub(crate) fn start(node: &Node, extra: &[&str]) -> Self {
+        let pods = node.path("pods");
+        Self::launch(node, &["--pod-dir".as_ref(), pods.as_os_str()], extra, true)
+    }
+
+    /// With the Kubernetes pod source (`--kubeconfig`). It runs in the host netns, where the test's API server
+    /// listens on 127.0.0.1, so without the node-side probe SNAT table (that would be the host's).
+    pub(crate) fn start_kube(node: &Node, kubeconfig: &Path, extra: &[&str]) -> Self {
+        let mut all = vec!["--host-probe-snat", "false"];
+        all.extend_from_slice(extra);
+        Self::launch(
+            node,
+            &["--kubeconfig".as_ref(), kubeconfig.as_os_str()],
+            &all,
+            false,
+        )
+    }
+
+    fn launch(
+        node: &Node,
+        source: &[&std::ffi::OsStr],
+        extra: &[&str],
+        in_node_netns: bool,
+    ) -> Self {
         let log = node.path(&format!("agent-{}.log", unique("l")));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cni-agent"));
         cmd.arg("--cni-conf-dir")
@@ -251,8 +274,7 @@ impl AgentProc {
             .arg(env!("CARGO_BIN_EXE_istio-cni"))
             .arg("--run-dir")
             .arg(node.path("run"))
-            .arg("--pod-dir")
-            .arg(node.path("pods"))
+            .args(source)
             .arg("--ztunnel-uds")
             .arg(node.zds_socket())
             .arg("--node-name")
@@ -262,7 +284,10 @@ impl AgentProc {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap());
-        let child = in_netns(&mut cmd, &node.netns.path()).spawn().unwrap();
+        if in_node_netns {
+            in_netns(&mut cmd, &node.netns.path());
+        }
+        let child = cmd.spawn().unwrap();
         let agent = Self { child, log };
         let sock = node.path("run").join("pluginevent.sock");
         wait_for(

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use std::collections::BTreeMap;
+
 use hbone::ca::{CaClient, CaClientConfig, CaError, TokenSource};
 
 const TD: &str = "cluster.local";
@@ -44,15 +46,23 @@ fn tokens_authenticate_as_their_subject() {
             node: None,
         }
     );
-    for bad in ["unknown", "bad-sa", "bad-shape", ""] {
-        let err = tokens.caller(bad).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{bad}: {err}");
+    for (bad, logged) in [
+        ("unknown", "not listed"),
+        ("bad-sa", "not <namespace>/<name>"),
+        ("bad-shape", "malformed entry"),
+        ("", "not listed"),
+    ] {
+        let err = tokens.caller(bad).unwrap_err().to_string();
+        assert!(err.contains(logged), "{bad}: {err}");
     }
     let none = Tokens {
         path: None,
         trust_domain: TD.into(),
     };
-    assert!(none.caller("node1-token").is_err());
+    assert!(matches!(
+        none.caller("node1-token"),
+        Err(TokenError::NoTokensFile)
+    ));
 }
 
 #[test]
@@ -81,6 +91,10 @@ fn token_subjects_keep_their_json_forms() {
 /// Serves the CA with the tokens of [`tokens_file`] on 127.0.0.1; `demo/waypoint` and
 /// `demo/backend` run on node1, `demo/other` on node2.
 async fn serve(dir: &Path) -> String {
+    serve_capped(dir, DEFAULT_MAX_WORKLOAD_CERT_TTL).await
+}
+
+async fn serve_capped(dir: &Path, max_workload_cert_ttl: Duration) -> String {
     let root = load_or_create_root(&dir.join("ca"), TD).unwrap();
     let pods = PodsOnNodes::default();
     pods.write().unwrap().extend([
@@ -96,7 +110,12 @@ async fn serve(dir: &Path) -> String {
         ),
         ("node2".to_string(), "demo".to_string(), "other".to_string()),
     ]);
-    let ca = service(&root, Some(tokens_file(dir)), TD, pods).unwrap();
+    let settings = CaSettings {
+        auth: CaAuth::Tokens(Some(tokens_file(dir))),
+        trust_domain: TD.into(),
+        max_workload_cert_ttl,
+    };
+    let ca = service_with(&root, settings, pods).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -108,6 +127,10 @@ async fn serve(dir: &Path) -> String {
 }
 
 fn client(address: &str, token: &str, impersonate: bool) -> CaClient {
+    client_asking(address, token, impersonate, DEFAULT_WORKLOAD_CERT_TTL)
+}
+
+fn client_asking(address: &str, token: &str, impersonate: bool, validity: Duration) -> CaClient {
     let channel = tonic::transport::Endpoint::from_shared(address.to_owned())
         .unwrap()
         .connect_lazy();
@@ -116,13 +139,17 @@ fn client(address: &str, token: &str, impersonate: bool) -> CaClient {
         CaClientConfig {
             token: TokenSource::Static(token.into()),
             impersonate,
+            validity,
             ..CaClientConfig::default()
         },
     )
 }
 
+/// Refused as istiod refuses: `Unauthenticated`, with no reason.
 fn refused(result: Result<hbone::tls::WorkloadCertificate, CaError>) -> bool {
-    matches!(result, Err(CaError::Rpc { status, .. }) if status.code() == tonic::Code::Unauthenticated)
+    matches!(result, Err(CaError::Rpc { status, .. })
+        if status.code() == tonic::Code::Unauthenticated
+            && ["authentication failed", "not authorized"].contains(&status.message()))
 }
 
 #[tokio::test]
@@ -163,4 +190,107 @@ async fn node_tokens_still_impersonate_pods_of_their_node_only() {
             .fetch_certificate(&id("demo", "backend"))
             .await
     ));
+}
+
+#[test]
+fn max_workload_cert_ttl_is_a_go_duration_of_a_second_or_more() {
+    let hour = Duration::from_secs(3600);
+    let ok = [
+        ("2160h", 2160 * hour),
+        ("24h", 24 * hour),
+        ("30m", Duration::from_secs(1800)),
+        ("1h30m", Duration::from_secs(5400)),
+        ("1s", Duration::from_secs(1)),
+        (" 48h ", 48 * hour),
+    ];
+    for (text, want) in ok {
+        assert_eq!(parse_max_workload_cert_ttl(text).unwrap(), want, "{text}");
+    }
+    for bad in ["", "90d", "0s", "0", "500ms", "-1h", "forever", "24"] {
+        assert!(parse_max_workload_cert_ttl(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(DEFAULT_MAX_WORKLOAD_CERT_TTL, 2160 * hour);
+}
+
+#[test]
+fn bearer_tokens_need_the_bearer_scheme() {
+    let cases = [
+        (Some("Bearer abc"), Some("abc")),
+        (Some("Bearer  abc "), Some("abc")),
+        (Some("Bearer "), None),
+        (Some("bearer abc"), None),
+        (Some("Basic abc"), None),
+        (Some("abc"), None),
+        (None, None),
+    ];
+    for (header, want) in cases {
+        let mut md = MetadataMap::new();
+        if let Some(h) = header {
+            md.insert("authorization", h.parse().unwrap());
+        }
+        assert_eq!(bearer_token(&md), want, "{header:?}");
+    }
+}
+
+fn lifetime(cert: &hbone::tls::WorkloadCertificate) -> Duration {
+    cert.not_after().duration_since(cert.not_before()).unwrap()
+}
+
+#[tokio::test]
+async fn certificates_last_what_is_asked_up_to_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = Duration::from_secs(86400);
+    let ten_years = 3650 * day;
+    let default_cap = serve(dir.path()).await;
+    let capped_30m = serve_capped(dir.path(), Duration::from_secs(1800)).await;
+    // (server, requested validity, longest validity granted)
+    let cases = [
+        (&default_cap, Duration::ZERO, day),
+        (
+            &default_cap,
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+        ),
+        (&default_cap, ten_years, 90 * day),
+        (&capped_30m, ten_years, Duration::from_secs(1800)),
+        (&capped_30m, Duration::ZERO, Duration::from_secs(1800)),
+    ];
+    for (address, asked, longest) in cases {
+        let cert = client_asking(address, "node1-token", true, asked)
+            .fetch_certificate(&id("demo", "backend"))
+            .await
+            .unwrap();
+        let life = lifetime(&cert);
+        assert!(
+            life <= longest + Duration::from_secs(1) && life + Duration::from_secs(5) >= longest,
+            "asked {asked:?}: {life:?}, want {longest:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_do_not_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = serve(dir.path()).await;
+    // (token, identity asked for): unknown token, malformed entry, impersonation denied on
+    // both counts (not a node account; no such pod on the node).
+    let cases = [
+        ("nope", id("demo", "backend")),
+        ("bad-sa", id("demo", "backend")),
+        ("waypoint-token", id("demo", "backend")),
+        ("node1-token", id("demo", "other")),
+    ];
+    for (token, identity) in cases {
+        let result = client(&address, token, true)
+            .fetch_certificate(&identity)
+            .await;
+        let Err(CaError::Rpc { status, .. }) = &result else {
+            panic!("{token}: {result:?}");
+        };
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{token}");
+        assert!(
+            ["authentication failed", "not authorized"].contains(&status.message()),
+            "{token}: {status:?}"
+        );
+    }
 }

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::types::ObjectMeta;
@@ -24,8 +26,17 @@ pub struct FaultInjection {
     pub spec: FaultInjectionSpec,
 }
 
+// The CRD (`crds/meshctl.dev.yaml`) is generated from this type (`FaultInjectionCrd::crd()`).
 /// At least one of `delay` and `abort`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource, JsonSchema)]
+#[kube(
+    group = "meshctl.dev",
+    version = "v1alpha1",
+    kind = "FaultInjection",
+    root = "FaultInjectionCrd",
+    namespaced,
+    doc = "Fault injection (Istio's HTTPFaultInjection) for the HTTPRoute/GRPCRoute rules that name it in an ExtensionRef filter"
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultInjectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,7 +46,7 @@ pub struct FaultInjectionSpec {
 }
 
 /// Share of requests, `0.0..=100.0`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Percent {
     pub value: f64,
@@ -46,7 +57,7 @@ pub fn percent_or_all(p: Option<Percent>) -> f64 {
     p.map_or(100.0, |p| p.value)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultDelay {
     /// A duration (`200ms`, `1s`), at least 1 ms.
@@ -56,12 +67,13 @@ pub struct FaultDelay {
 }
 
 /// Exactly one of `httpStatus` (200-599) and `grpcStatus`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultAbort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string")]
     pub grpc_status: Option<GrpcStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<Percent>,
@@ -73,6 +85,11 @@ pub struct FaultAbort {
 pub enum GrpcStatus {
     Code(u32),
     Name(String),
+}
+
+/// A number or a string, as a structural CRD schema writes it.
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"x-kubernetes-int-or-string": true})
 }
 
 /// gRPC status code names, by number.
@@ -126,7 +143,17 @@ pub struct LocalRateLimit {
     pub spec: LocalRateLimitSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// The CRD (`crds/meshctl.dev.yaml`) is generated from this type (`LocalRateLimitCrd::crd()`).
+/// A token bucket, for the route rules that name it or for the Services of `targetRefs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomResource, JsonSchema)]
+#[kube(
+    group = "meshctl.dev",
+    version = "v1alpha1",
+    kind = "LocalRateLimit",
+    root = "LocalRateLimitCrd",
+    namespaced,
+    doc = "A local (per waypoint instance) token-bucket rate limit for the route rules that name it, or for Services"
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalRateLimitSpec {
     /// Services (same namespace) whose every virtual host on their waypoint gets this limit.
@@ -140,7 +167,7 @@ pub struct LocalRateLimitSpec {
 
 /// Envoy's token bucket: starts full, gains `tokensPerFill` every `fillInterval` up to
 /// `maxTokens`; each request takes one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenBucket {
     pub max_tokens: u32,
@@ -151,7 +178,7 @@ pub struct TokenBucket {
 }
 
 /// What a LocalRateLimit attaches to: a Service of its namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalTargetRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,4 +192,17 @@ impl LocalTargetRef {
     pub fn is_service(&self) -> bool {
         matches!(self.group.as_deref(), None | Some("") | Some("core")) && self.kind == "Service"
     }
+}
+
+/// Our CustomResourceDefinitions, as checked in at `control-plane/crds/meshctl.dev.yaml`.
+pub fn crds_yaml() -> String {
+    use kube::CustomResourceExt;
+    let mut out = String::from(
+        "# Generated from control-plane/src/manifest/extensions.rs by `UPDATE_CRDS=1 cargo test -p control-plane crds`;\n# do not edit.\n",
+    );
+    for crd in [FaultInjectionCrd::crd(), LocalRateLimitCrd::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&crd).unwrap_or_default());
+    }
+    out
 }

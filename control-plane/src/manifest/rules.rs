@@ -8,17 +8,6 @@ mod networking;
 
 use super::{Container, MAX_NODES, ManifestError, ManifestObject, Object, PodSpec, Service};
 
-/// Field paths of the downward API the local mesh fills in.
-pub(crate) const FIELD_PATHS: &[&str] = &[
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.podIP",
-    "status.hostIP",
-];
-
 /// The most replicas one Deployment may ask for: a bound against typos, far above what one machine runs.
 const MAX_REPLICAS: u32 = 256;
 
@@ -202,37 +191,6 @@ fn check_pod_spec(obj: &ManifestObject, at: &str, spec: &PodSpec) -> Result<(), 
 
 fn check_container(obj: &ManifestObject, here: &str, c: &Container) -> Result<(), ManifestError> {
     check_dns_label(obj, &format!("{here}.name"), &c.name, true)?;
-    if c.command.is_empty() || c.command[0].is_empty() {
-        return Err(ManifestError::at(
-            obj,
-            &format!("{here}.command"),
-            "must name a program (the local mesh runs processes, not images)",
-        ));
-    }
-    for (j, e) in c.env.iter().enumerate() {
-        let field = format!("{here}.env[{j}]");
-        match (&e.value, &e.value_from) {
-            (Some(_), Some(_)) => {
-                return Err(ManifestError::at(
-                    obj,
-                    &field,
-                    "has both `value` and `valueFrom`",
-                ));
-            }
-            (None, Some(from)) if !FIELD_PATHS.contains(&from.field_ref.field_path.as_str()) => {
-                return Err(ManifestError::at(
-                    obj,
-                    &format!("{field}.valueFrom.fieldRef.fieldPath"),
-                    format!(
-                        "{:?} is not supported; use one of {}",
-                        from.field_ref.field_path,
-                        FIELD_PATHS.join(", ")
-                    ),
-                ));
-            }
-            _ => {}
-        }
-    }
     for (j, p) in c.ports.iter().enumerate() {
         if p.container_port == 0 {
             return Err(ManifestError::at(

@@ -95,13 +95,15 @@ impl PodSpec {
     }
 }
 
-/// A container: a process run inside the pod's network namespace. There are no images: `command` is required.
+/// A container. The control plane reads only its name and ports; the local mesh runs `command` as a process
+/// (meshctl requires it there: it has no images), while a Pod from the API server usually has only `image`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
@@ -123,10 +125,13 @@ pub struct EnvVar {
     pub value_from: Option<EnvVarSource>,
 }
 
+/// `valueFrom`: the local mesh fills in `fieldRef` (the downward API); other sources (`secretKeyRef`, …) are
+/// accepted as the API server returns them and ignored here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarSource {
-    pub field_ref: FieldRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
 }
 
 /// The downward API: `metadata.name`, `metadata.namespace`, `metadata.uid`, `spec.nodeName`,

@@ -155,11 +155,18 @@ fn allocate(net: Ipv4Net, first: u32, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4
         .find(|ip| !taken.contains(ip))
 }
 
-/// Pods listed as objects, then the replicas of Deployments none of whose pods are listed.
-fn collect_pods(objects: &[ManifestObject]) -> Result<Vec<PodView<'_>>, ManifestError> {
+/// Pods listed as objects, then the replicas of Deployments none of whose pods are listed. Without address
+/// allocation (a Kubernetes source) only pods with `status.podIP`, and no Deployment replicas.
+fn collect_pods<'a>(
+    objects: &'a [ManifestObject],
+    options: &Options,
+) -> Result<Vec<PodView<'a>>, ManifestError> {
     let mut pods = Vec::new();
     for obj in objects {
         if let Object::Pod(p) = &obj.object {
+            if !options.allocate_addresses && p.status.pod_ip.is_none() {
+                continue;
+            }
             pods.push(PodView {
                 source: obj,
                 namespace: ns_of(obj),
@@ -183,7 +190,7 @@ fn collect_pods(objects: &[ManifestObject]) -> Result<Vec<PodView<'_>>, Manifest
         .iter()
         .map(|p| (p.namespace.clone(), p.name.clone()))
         .collect();
-    for obj in objects {
+    for obj in objects.iter().filter(|_| options.allocate_addresses) {
         let Object::Deployment(d) = &obj.object else {
             continue;
         };
@@ -245,6 +252,7 @@ fn assign_pod_ips(pods: &mut [PodView<'_>], net: Ipv4Net) -> Result<(), Manifest
 fn collect_services<'a>(
     objects: &'a [ManifestObject],
     net: Ipv4Net,
+    allocating: bool,
 ) -> Result<Vec<ServiceView<'a>>, ManifestError> {
     let mut services = Vec::new();
     let mut taken: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
@@ -256,6 +264,7 @@ fn collect_services<'a>(
         let ns = ns_of(obj);
         let vip = match s.spec.cluster_ip.as_deref() {
             Some("None") => None,
+            None | Some("") if !allocating => None,
             None | Some("") => {
                 pending.push(services.len());
                 None
@@ -324,7 +333,7 @@ impl<'a> Mesh<'a> {
         let mut mesh = Mesh {
             options,
             namespaces: BTreeMap::new(),
-            pods: collect_pods(objects)?,
+            pods: collect_pods(objects, options)?,
             services: Vec::new(),
             gateways: Vec::new(),
             routes: Vec::new(),
@@ -376,7 +385,8 @@ impl<'a> Mesh<'a> {
         mesh.routes
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         assign_pod_ips(&mut mesh.pods, options.pod_cidr)?;
-        mesh.services = collect_services(objects, options.service_cidr)?;
+        mesh.services =
+            collect_services(objects, options.service_cidr, options.allocate_addresses)?;
         waypoints::add_gateway_services(&mut mesh, options.service_cidr)?;
         mesh.services
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

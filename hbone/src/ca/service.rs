@@ -3,7 +3,12 @@
 //! Authentication (who is calling, from which node) is pluggable via [`CallerAuthenticator`];
 //! the impersonation decision is the pure [`authorize`] function; whether a node may obtain an
 //! identity is answered by the pluggable [`NodeAuthorizer`] (spec §6: some pod on the caller's
-//! node must run the requested service account).
+//! node must run the requested service account). Validity is the requested one (or the default)
+//! capped at [`CaServiceConfig::max_validity`] (istiod's `MAX_WORKLOAD_CERT_TTL`).
+//!
+//! Refusals are opaque, as istiod's are: the caller gets a status code and a fixed message
+//! ([`Refusal::status`]); the reason is logged (`warn`) with the caller's and the requested
+//! identity, so a prober learns nothing about tokens, pods or nodes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +19,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::{BoxFuture, CaError, IMPERSONATED_IDENTITY, Signer};
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityError};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,11 +32,15 @@ pub struct Caller {
 
 /// Maps request metadata (e.g. `authorization: Bearer …`) to a caller.
 pub trait CallerAuthenticator: Send + Sync + 'static {
-    /// `Err` is returned to the client as is (normally `Unauthenticated`).
+    /// Why a caller was not authenticated. Logged by the service, never sent: the caller only
+    /// sees `Unauthenticated: authentication failed`.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The caller `metadata` authenticates.
     fn authenticate<'a>(
         &'a self,
         metadata: &'a MetadataMap,
-    ) -> BoxFuture<'a, Result<Caller, Status>>;
+    ) -> BoxFuture<'a, Result<Caller, Self::Error>>;
 }
 
 /// Answers whether a caller on `node` may obtain `identity` (a pod with that SA on that node).
@@ -45,8 +54,22 @@ pub trait NodeAuthorizer: Send + Sync + 'static {
 pub struct CaServiceConfig {
     /// `(namespace, service_account)` allowed to impersonate (`CA_TRUSTED_NODE_ACCOUNTS`).
     pub trusted_node_accounts: Vec<(String, String)>,
-    /// Validity when the request asks for none.
+    /// Validity when the request asks for none (itself capped by `max_validity`).
     pub default_validity: Duration,
+    /// Longest validity issued (`MAX_WORKLOAD_CERT_TTL`, istiod's default 90 days): a longer
+    /// request is shortened to it rather than refused.
+    pub max_validity: Duration,
+}
+
+/// Why an impersonation request is refused before asking the node authorizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Denied {
+    #[error("caller may not impersonate")]
+    NotTrusted,
+    #[error("impersonated identity in another trust domain")]
+    OtherTrustDomain,
+    #[error("caller credential is not bound to a node")]
+    NotNodeBound,
 }
 
 /// What the caller may get, before asking the node authorizer.
@@ -56,8 +79,8 @@ enum Decision {
     Allow,
     /// Impersonation by a trusted node agent: allowed iff the node authorizer agrees.
     AskNode(String),
-    /// Refused with this reason.
-    Deny(&'static str),
+    /// Refused.
+    Deny(Denied),
 }
 
 fn authorize(config: &CaServiceConfig, caller: &Caller, requested: &Identity) -> Decision {
@@ -68,18 +91,39 @@ fn authorize(config: &CaServiceConfig, caller: &Caller, requested: &Identity) ->
         ns == caller.identity.namespace() && sa == caller.identity.service_account()
     });
     if !trusted {
-        return Decision::Deny("caller may not impersonate");
+        return Decision::Deny(Denied::NotTrusted);
     }
     if requested.trust_domain() != caller.identity.trust_domain() {
-        return Decision::Deny("impersonated identity in another trust domain");
+        return Decision::Deny(Denied::OtherTrustDomain);
     }
     match &caller.node {
         Some(node) => Decision::AskNode(node.clone()),
-        None => Decision::Deny("caller credential is not bound to a node"),
+        None => Decision::Deny(Denied::NotNodeBound),
     }
 }
 
-fn requested_identity(request: &IstioCertificateRequest) -> Result<Option<Identity>, Status> {
+/// The validity to issue: the requested one (`validity_duration` seconds; ≤ 0 means none) or
+/// the default, never above the cap.
+fn validity(config: &CaServiceConfig, requested_secs: i64) -> Duration {
+    u64::try_from(requested_secs)
+        .ok()
+        .filter(|s| *s > 0)
+        .map_or(config.default_validity, Duration::from_secs)
+        .min(config.max_validity)
+}
+
+/// Why the `ImpersonatedIdentity` metadata is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RequestedIdentityError {
+    #[error("{IMPERSONATED_IDENTITY} is not a string")]
+    NotAString,
+    #[error("{IMPERSONATED_IDENTITY}: {0}")]
+    Invalid(#[from] IdentityError),
+}
+
+fn requested_identity(
+    request: &IstioCertificateRequest,
+) -> Result<Option<Identity>, RequestedIdentityError> {
     let Some(value) = request
         .metadata
         .as_ref()
@@ -88,14 +132,61 @@ fn requested_identity(request: &IstioCertificateRequest) -> Result<Option<Identi
         return Ok(None);
     };
     match &value.kind {
-        Some(prost_types::value::Kind::StringValue(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("{IMPERSONATED_IDENTITY}: {e}"))),
-        _ => Err(Status::invalid_argument(format!(
-            "{IMPERSONATED_IDENTITY} is not a string"
-        ))),
+        Some(prost_types::value::Kind::StringValue(s)) => Ok(Some(s.parse()?)),
+        _ => Err(RequestedIdentityError::NotAString),
     }
+}
+
+/// Why a request was refused: logged in full, answered with [`Refusal::status`] only.
+#[derive(Debug, thiserror::Error)]
+enum Refusal<E> {
+    #[error("authentication failed: {0}")]
+    Authentication(E),
+    #[error("invalid impersonation request: {0}")]
+    RequestedIdentity(RequestedIdentityError),
+    #[error("impersonation denied: {0}")]
+    Denied(Denied),
+    #[error("impersonation denied: no pod on node {node} runs the requested service account")]
+    NotOnNode { node: String },
+    #[error("unusable CSR: {0}")]
+    Csr(CaError),
+    #[error("signing failed: {0}")]
+    Signing(CaError),
+}
+
+/// The only messages a caller ever sees.
+const AUTHENTICATION_FAILED: &str = "authentication failed";
+const NOT_AUTHORIZED: &str = "not authorized";
+const INVALID_REQUEST: &str = "invalid request";
+const INTERNAL: &str = "internal error";
+
+impl<E> Refusal<E> {
+    /// What the caller is told: a code and a fixed message. Impersonation refusals are
+    /// `Unauthenticated` as istiod answers them (spec §6).
+    fn status(&self) -> Status {
+        match self {
+            Self::Authentication(_) => Status::unauthenticated(AUTHENTICATION_FAILED),
+            Self::Denied(_) | Self::NotOnNode { .. } => Status::unauthenticated(NOT_AUTHORIZED),
+            Self::RequestedIdentity(_) | Self::Csr(_) => Status::invalid_argument(INVALID_REQUEST),
+            Self::Signing(_) => Status::internal(INTERNAL),
+        }
+    }
+}
+
+/// Logs `refusal` with whatever is known of the caller and the request; returns the status.
+fn refuse<E: std::fmt::Display>(
+    caller: Option<&Identity>,
+    requested: Option<&Identity>,
+    refusal: Refusal<E>,
+) -> Status {
+    let caller = caller.map(tracing::field::display);
+    let requested = requested.map(tracing::field::display);
+    if matches!(refusal, Refusal::Signing(_)) {
+        tracing::error!(src.identity = caller, requested, reason = %refusal, "certificate request failed");
+    } else {
+        tracing::warn!(src.identity = caller, requested, reason = %refusal, "certificate request refused");
+    }
+    refusal.status()
 }
 
 /// `IstioCertificateService` implementation over a [`Signer`].
@@ -121,17 +212,28 @@ impl<A: CallerAuthenticator, N: NodeAuthorizer> CaService<A, N> {
             config,
         }
     }
-}
 
-#[tonic::async_trait]
-impl<A: CallerAuthenticator, N: NodeAuthorizer> IstioCertificateService for CaService<A, N> {
-    async fn create_certificate(
+    /// Authenticates, authorizes and signs; every `Err` is already logged and opaque.
+    async fn issue(
         &self,
-        request: Request<IstioCertificateRequest>,
-    ) -> Result<Response<IstioCertificateResponse>, Status> {
-        let caller = self.authenticator.authenticate(request.metadata()).await?;
+        request: &Request<IstioCertificateRequest>,
+    ) -> Result<Vec<String>, Status> {
         let body = request.get_ref();
-        let requested = requested_identity(body)?.unwrap_or_else(|| caller.identity.clone());
+        let asked = requested_identity(body);
+        let caller = match self.authenticator.authenticate(request.metadata()).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                let requested = asked.as_ref().ok().and_then(Option::as_ref);
+                return Err(refuse(None, requested, Refusal::Authentication(e)));
+            }
+        };
+        let deny = |requested: Option<&Identity>, refusal: Refusal<A::Error>| {
+            refuse(Some(&caller.identity), requested, refusal)
+        };
+        let requested = match asked {
+            Ok(requested) => requested.unwrap_or_else(|| caller.identity.clone()),
+            Err(e) => return Err(deny(None, Refusal::RequestedIdentity(e))),
+        };
         match authorize(&self.config, &caller, &requested) {
             Decision::Allow => {}
             Decision::AskNode(node) => {
@@ -140,92 +242,37 @@ impl<A: CallerAuthenticator, N: NodeAuthorizer> IstioCertificateService for CaSe
                     .node_may_obtain(&node, &requested)
                     .await
                 {
-                    tracing::info!(src.identity = %caller.identity, node, requested = %requested, "impersonation denied: no such pod on node");
-                    return Err(Status::unauthenticated(
-                        "no pod with the requested identity on the caller's node",
-                    ));
+                    return Err(deny(Some(&requested), Refusal::NotOnNode { node }));
                 }
             }
-            Decision::Deny(why) => {
-                tracing::info!(src.identity = %caller.identity, requested = %requested, why, "certificate request denied");
-                return Err(Status::unauthenticated(why));
-            }
+            Decision::Deny(why) => return Err(deny(Some(&requested), Refusal::Denied(why))),
         }
-        let validity = u64::try_from(body.validity_duration)
-            .ok()
-            .filter(|s| *s > 0)
-            .map_or(self.config.default_validity, Duration::from_secs);
-        let chain = self
-            .signer
+        let validity = validity(&self.config, body.validity_duration);
+        self.signer
             .sign(&body.csr, &requested, validity)
-            .map_err(|e| match e {
-                CaError::CsrIdentity { .. } | CaError::Sign { .. } => {
-                    Status::invalid_argument(e.to_string())
-                }
-                other => Status::internal(other.to_string()),
-            })?;
-        tracing::debug!(src.identity = %caller.identity, identity = %requested, "certificate issued");
-        Ok(Response::new(IstioCertificateResponse {
-            cert_chain: chain,
-        }))
+            .map_err(|e| {
+                let refusal = match e {
+                    CaError::CsrIdentity { .. } | CaError::Sign { .. } => Refusal::Csr(e),
+                    other => Refusal::Signing(other),
+                };
+                deny(Some(&requested), refusal)
+            })
+            .inspect(|_| {
+                tracing::debug!(src.identity = %caller.identity, identity = %requested, ?validity, "certificate issued");
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl<A: CallerAuthenticator, N: NodeAuthorizer> IstioCertificateService for CaService<A, N> {
+    async fn create_certificate(
+        &self,
+        request: Request<IstioCertificateRequest>,
+    ) -> Result<Response<IstioCertificateResponse>, Status> {
+        let cert_chain = self.issue(&request).await?;
+        Ok(Response::new(IstioCertificateResponse { cert_chain }))
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn id(s: &str) -> Identity {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn impersonation_table() {
-        let config = CaServiceConfig {
-            trusted_node_accounts: vec![("istio-system".into(), "ztunnel".into())],
-            default_validity: Duration::from_secs(60),
-        };
-        let ztunnel = Caller {
-            identity: id("spiffe://cluster.local/ns/istio-system/sa/ztunnel"),
-            node: Some("node-a".into()),
-        };
-        let app = Caller {
-            identity: id("spiffe://cluster.local/ns/default/sa/app"),
-            node: Some("node-a".into()),
-        };
-        let unbound = Caller {
-            node: None,
-            ..ztunnel.clone()
-        };
-        let target = id("spiffe://cluster.local/ns/default/sa/app");
-        let foreign = id("spiffe://other.domain/ns/default/sa/app");
-        let cases = [
-            (&app, &target, Decision::Allow),
-            (&ztunnel, &ztunnel.identity, Decision::Allow),
-            (&ztunnel, &target, Decision::AskNode("node-a".into())),
-            (
-                &app,
-                &id("spiffe://cluster.local/ns/default/sa/other"),
-                Decision::Deny("caller may not impersonate"),
-            ),
-            (
-                &unbound,
-                &target,
-                Decision::Deny("caller credential is not bound to a node"),
-            ),
-            (
-                &ztunnel,
-                &foreign,
-                Decision::Deny("impersonated identity in another trust domain"),
-            ),
-        ];
-        for (caller, requested, want) in cases {
-            assert_eq!(
-                authorize(&config, caller, requested),
-                want,
-                "{caller:?} -> {requested}"
-            );
-        }
-    }
-}
+mod tests;

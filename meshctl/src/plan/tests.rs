@@ -264,7 +264,10 @@ fn a_waypoint_gateway_becomes_a_pod_a_service_account_and_a_service() {
         .map(|e| {
             let v = match (&e.value, &e.value_from) {
                 (Some(v), None) => v.clone(),
-                (None, Some(f)) => format!("fieldRef {}", f.field_ref.field_path),
+                (None, Some(f)) => format!(
+                    "fieldRef {}",
+                    f.field_ref.as_ref().map_or("", |r| r.field_path.as_str())
+                ),
                 other => panic!("{other:?}"),
             };
             (e.name.as_str(), v)

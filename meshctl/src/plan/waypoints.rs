@@ -76,9 +76,9 @@ fn spec(gateway: &str, trust_domain: &str) -> PodSpec {
         name: name.into(),
         value: None,
         value_from: Some(EnvVarSource {
-            field_ref: FieldRef {
+            field_ref: Some(FieldRef {
                 field_path: path.into(),
-            },
+            }),
         }),
     };
     let value = |name: &str, value: &str| EnvVar {

@@ -39,11 +39,15 @@ enum Target {
 }
 
 /// Adds `<gateway>` Services (port 15008, selecting the Gateway's pods) for waypoint Gateways
-/// that have none.
+/// that have none, when the control plane allocates addresses (the local mesh). From a Kubernetes
+/// source the waypoint controller makes the real Service, and the API server its address.
 pub(super) fn add_gateway_services(
     mesh: &mut Mesh<'_>,
     net: Ipv4Net,
 ) -> Result<(), super::ManifestError> {
+    if !mesh.options.allocate_addresses {
+        return Ok(());
+    }
     let mut used: BTreeSet<Ipv4Addr> = mesh.services.iter().filter_map(|s| s.vip).collect();
     for gw in &mesh.gateways {
         if mesh
