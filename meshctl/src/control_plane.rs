@@ -473,7 +473,9 @@ pub fn api_documents(
     pods: &BTreeMap<Name, RunningPod>,
 ) -> Vec<serde_json::Value> {
     use serde_json::json;
-    let mut docs = Vec::new();
+    // The mesh's own namespace, where the control plane keeps its leader Lease.
+    let mut docs = vec![json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": crate::node_agents::SYSTEM_NAMESPACE}})];
     for (ns, labels) in &plan.namespaces {
         if ns != "default" && !ns.starts_with("kube-") {
             docs.push(json!({"apiVersion": "v1", "kind": "Namespace",

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -48,27 +48,6 @@ impl std::fmt::Debug for KubeMirror {
 
 fn err(detail: impl std::fmt::Display) -> Error {
     Error::Usage(format!("Kubernetes API server: {detail}"))
-}
-
-/// The API resource of a kind the mesh writes.
-fn resource(api_version: &str, kind: &str) -> Option<ApiResource> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let plural = match kind {
-        "Namespace" => "namespaces",
-        "ServiceAccount" => "serviceaccounts",
-        "Pod" => "pods",
-        "Service" => "services",
-        _ => {
-            control_plane::kube_source::watch::KINDS
-                .iter()
-                .find(|k| k.kind == kind)?
-                .plural
-        }
-    };
-    Some(ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(group, version, kind),
-        plural,
-    ))
 }
 
 fn key_of(doc: &Value) -> Key {
@@ -172,7 +151,7 @@ impl KubeMirror {
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let ar = resource(api_version, &kind)
+        let ar = control_plane::kube_source::watch::api_resource(api_version, &kind)
             .ok_or_else(|| err(format!("the mesh does not write {kind} objects")))?;
         let api = if kind == "Namespace" {
             Api::all_with(self.client.clone(), &ar)
@@ -331,21 +310,6 @@ mod tests {
                 "Pod"
             ]
         );
-    }
-
-    #[test]
-    fn every_kind_the_mesh_publishes_has_a_resource() {
-        for (api, kind) in [
-            ("v1", "Pod"),
-            ("v1", "Namespace"),
-            ("security.istio.io/v1", "AuthorizationPolicy"),
-            ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-            ("meshctl.dev/v1alpha1", "LocalRateLimit"),
-        ] {
-            let r = resource(api, kind).unwrap();
-            assert_eq!(r.api_version, api);
-        }
-        assert!(resource("apps/v1", "Deployment").is_none());
     }
 
     #[test]

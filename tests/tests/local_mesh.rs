@@ -171,7 +171,7 @@ fn bad_manifests_name_object_and_field_and_create_nothing() {
     let tiny_cluster = "apiVersion: meshctl.dev/v1alpha1\nkind: Cluster\nmetadata: {name: tiny}\nspec: {nodeCIDRMaskSize: 30}\n";
     let cases: Vec<(String, &str)> = vec![
         ("apiVersion: v1\nkind: Gizmo\nmetadata: {name: g}\n".into(), "Gizmo default/g: kind: unknown kind"),
-        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: main}]}\n".into(), "Pod default/p: spec.containers[0]: missing field `command`"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: main}]}\n".into(), "Pod default/p: spec.containers[0].command: must name a program"),
         ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: main, command: [x], ports: [{containerPort: web}]}]}\n".into(), "Pod default/p: spec.containers[0].ports[0].containerPort: invalid type"),
         (format!("{}{}", pod("p", ""), pod("p", "")), "Pod default/p: metadata.name: duplicate"),
         (format!("{tiny_cluster}{}{}{}", pod("a", ""), pod("b", ""), pod("c", "")), "spec.nodeName: pod CIDR 10.244.0.0/16 is exhausted"),

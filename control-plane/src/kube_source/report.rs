@@ -70,6 +70,8 @@ pub struct Reports {
     reported: BTreeMap<ObjectKey, (String, String, String)>,
     /// Whether this replica writes Events (the leader does; logs and metrics come from every replica).
     leading: bool,
+    /// The rejections of the last update, reported again as Events when this replica becomes the leader.
+    last: Vec<Rejected>,
 }
 
 impl Reports {
@@ -89,15 +91,19 @@ impl Reports {
             metrics,
             reported: BTreeMap::new(),
             leading: false,
+            last: Vec::new(),
         }
     }
 
-    /// Whether this replica leads. Gaining leadership re-reports current rejections as Events.
+    /// Whether this replica leads. Gaining leadership reports the current rejections as Events.
     pub fn set_leading(&mut self, leading: bool) {
-        if leading && !self.leading {
-            self.reported.clear();
-        }
+        let gained = leading && !self.leading;
         self.leading = leading;
+        if gained {
+            self.reported.clear();
+            let last = std::mem::take(&mut self.last);
+            self.update(&last);
+        }
     }
 
     /// Reports what is new in `rejected` (the complete current list) and updates the gauges.
@@ -130,6 +136,7 @@ impl Reports {
                 .set(n);
         }
         self.reported = still;
+        self.last = rejected.to_vec();
     }
 
     fn publish(&self, r: &Rejected) {

@@ -100,6 +100,25 @@ pub const KINDS: &[Kind] = &[
     ),
 ];
 
+/// Kinds written (never watched) by the mesh: by the waypoint controller, or by meshctl as its nodes' kubelets.
+const WRITTEN: &[Kind] = &[
+    kind("ConfigMap", "", "v1", "configmaps"),
+    kind("Deployment", "apps", "v1", "deployments"),
+];
+
+/// The API resource of `kind` at `api_version`: one of [`KINDS`] or of the kinds the mesh writes.
+pub fn api_resource(api_version: &str, kind: &str) -> Option<ApiResource> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let k = KINDS
+        .iter()
+        .chain(WRITTEN)
+        .find(|k| k.kind == kind && k.group == group)?;
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        k.plural,
+    ))
+}
+
 /// The names of [`KINDS`].
 pub fn kind_names() -> Vec<&'static str> {
     KINDS.iter().map(|k| k.kind).collect()
@@ -196,6 +215,28 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resources_of_what_is_watched_and_written() {
+        for (api, kind, plural) in [
+            ("v1", "Pod", "pods"),
+            ("v1", "Namespace", "namespaces"),
+            ("v1", "ConfigMap", "configmaps"),
+            ("apps/v1", "Deployment", "deployments"),
+            (
+                "security.istio.io/v1",
+                "AuthorizationPolicy",
+                "authorizationpolicies",
+            ),
+            ("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes"),
+            ("meshctl.dev/v1alpha1", "LocalRateLimit", "localratelimits"),
+        ] {
+            let r = api_resource(api, kind).unwrap_or_else(|| panic!("{kind}"));
+            assert_eq!((r.api_version.as_str(), r.plural.as_str()), (api, plural));
+        }
+        assert!(api_resource("v1", "Deployment").is_none(), "wrong group");
+        assert!(api_resource("v1", "Secret").is_none());
+    }
 
     #[test]
     fn every_kind_is_one_the_manifest_parser_accepts_at_that_api_version() {
