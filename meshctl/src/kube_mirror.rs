@@ -272,7 +272,20 @@ pub fn kubelet_view(mut pod: Value, host_ip: Option<String>) -> Value {
             }
         }
     }
+    let containers: Vec<Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": true,
+                        "started": true, "restartCount": 0, "state": {"running": {}}})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("containerStatuses".into(), containers.into());
         let ip = status.get("podIP").cloned();
         status.insert("phase".into(), "Running".into());
         if let Some(ip) = ip {
@@ -324,6 +337,8 @@ mod tests {
         assert_eq!(v["status"]["hostIP"], "172.18.0.10");
         assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "meshctl-d");
         assert_eq!(v["spec"]["containers"][0]["image"], LOCAL_IMAGE);
+        assert_eq!(v["status"]["containerStatuses"][0]["name"], "c");
+        assert_eq!(v["status"]["containerStatuses"][0]["image"], LOCAL_IMAGE);
         assert_eq!(v["spec"]["containers"][1]["image"], "x");
     }
 }
