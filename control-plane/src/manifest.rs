@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod networking;
 mod rules;
 pub mod security;
+pub mod semantics;
 pub mod types;
 
 use std::fmt;

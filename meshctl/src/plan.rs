@@ -12,9 +12,9 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterConfig;
+use crate::manifest::semantics::{self, ClusterIp};
 use crate::manifest::{
-    IntOrString, ManifestError, ManifestObject, Object, ObjectKey, PodSpec, Protocol, Service,
-    ServicePort,
+    IntOrString, ManifestError, ManifestObject, Object, ObjectKey, PodSpec, Service, ServicePort,
 };
 
 /// `(namespace, name)`.
@@ -322,16 +322,11 @@ fn plan_service(
     let ns = obj.object.namespace().unwrap_or_default().to_string();
     let name = svc.metadata.name.clone();
     let taken = taken_ips(plan);
-    let cluster_ip = match svc.spec.cluster_ip.as_deref() {
-        Some("None") => None,
-        Some(text) => {
-            let ip: Ipv4Addr = text.parse().map_err(|_| {
-                ManifestError::at(
-                    obj,
-                    "spec.clusterIP",
-                    format!("{text:?} is not an IPv4 address"),
-                )
-            })?;
+    let asked = semantics::cluster_ip(svc.spec.cluster_ip.as_deref())
+        .map_err(|e| ManifestError::at(obj, "spec.clusterIP", e))?;
+    let cluster_ip = match asked {
+        ClusterIp::Headless => None,
+        ClusterIp::Ip(ip) => {
             if !cluster.service_cidr.contains(&ip) || ip == cluster.service_cidr.network() {
                 return Err(ManifestError::at(
                     obj,
@@ -348,7 +343,7 @@ fn plan_service(
             }
             Some(ip)
         }
-        None => Some(
+        ClusterIp::Allocate => Some(
             assign_ip(cluster, plan, &(ns.clone(), name.clone()), existing)
                 .ok_or_else(|| exhausted(cluster, obj, "spec.clusterIP"))?,
         ),
@@ -428,34 +423,14 @@ fn allocate_ip(
     held: &BTreeMap<Name, Option<Ipv4Addr>>,
 ) -> Option<Ipv4Addr> {
     let held: BTreeSet<Ipv4Addr> = held.values().flatten().copied().collect();
-    let start = u32::from(cluster.first_service_ip());
-    let end = u32::from(cluster.service_cidr.broadcast());
-    (start..end)
-        .map(Ipv4Addr::from)
-        .find(|ip| !taken.contains(ip) && !held.contains(ip))
+    semantics::lowest_free(
+        cluster.service_cidr,
+        semantics::FIRST_SERVICE_OFFSET,
+        |ip| taken.contains(ip) || held.contains(ip),
+    )
 }
 
-pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-fn named_port(spec: &PodSpec, name: &str, protocol: Protocol) -> Option<u16> {
-    spec.containers
-        .iter()
-        .flat_map(|c| &c.ports)
-        .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
-        .map(|p| p.container_port)
-}
-
-/// The port a Service port reaches on a pod: `targetPort` (number or container port name), else `port`.
-/// `None` when the pod has no container port of that name.
-pub fn target_port(port: &ServicePort, pod: &PodSpec) -> Option<u16> {
-    match &port.target_port {
-        None => Some(port.port),
-        Some(IntOrString::Int(p)) => Some(*p),
-        Some(IntOrString::Str(name)) => named_port(pod, name, port.protocol),
-    }
-}
+pub use crate::manifest::semantics::{named_port, selects, target_port};
 
 /// FNV-1a, 64 bits, as 16 hex digits: stable across builds, unlike `DefaultHasher`.
 pub fn digest(text: &str) -> String {

@@ -17,9 +17,9 @@ use super::Options;
 use crate::manifest::extensions::{FaultInjectionSpec, LocalRateLimitSpec};
 use crate::manifest::gateway::{GrpcRouteRule, HttpRouteRule};
 use crate::manifest::security::AuthorizationPolicy;
+use crate::manifest::semantics::{self, ClusterIp};
 use crate::manifest::{
-    DestinationRule, Gateway, IntOrString, ManifestError, ManifestObject, Object, PodSpec,
-    Protocol, ServicePort,
+    DestinationRule, Gateway, ManifestError, ManifestObject, Object, PodSpec, Protocol, ServicePort,
 };
 
 mod waypoints;
@@ -146,13 +146,9 @@ fn owner(meta: &crate::manifest::ObjectMeta) -> (OwnerKind, String) {
     }
 }
 
-/// The lowest address of `net` from `first` on that is not taken (and not the broadcast).
+/// The lowest address of `net` from its `first`-th host on that is not taken (and not the broadcast).
 fn allocate(net: Ipv4Net, first: u32, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    let start = u32::from(net.network()).checked_add(first)?;
-    let end = u32::from(net.broadcast());
-    (start..end)
-        .map(Ipv4Addr::from)
-        .find(|ip| !taken.contains(ip))
+    semantics::lowest_free(net, first, |ip| taken.contains(ip))
 }
 
 /// Pods listed as objects, then the replicas of Deployments none of whose pods are listed. Without address
@@ -262,21 +258,16 @@ fn collect_services<'a>(
             continue;
         };
         let ns = ns_of(obj);
-        let vip = match s.spec.cluster_ip.as_deref() {
-            Some("None") => None,
-            None | Some("") if !allocating => None,
-            None | Some("") => {
+        let asked = semantics::cluster_ip(s.spec.cluster_ip.as_deref())
+            .map_err(|e| ManifestError::at(obj, "spec.clusterIP", e))?;
+        let vip = match asked {
+            ClusterIp::Headless => None,
+            ClusterIp::Allocate if !allocating => None,
+            ClusterIp::Allocate => {
                 pending.push(services.len());
                 None
             }
-            Some(text) => {
-                let ip: Ipv4Addr = text.parse().map_err(|_| {
-                    ManifestError::at(
-                        obj,
-                        "spec.clusterIP",
-                        format!("{text:?} is not an IPv4 address"),
-                    )
-                })?;
+            ClusterIp::Ip(ip) => {
                 let me = format!("{ns}/{}", s.metadata.name);
                 if let Some(other) = taken.insert(ip, me) {
                     return Err(ManifestError::at(
@@ -307,7 +298,7 @@ fn collect_services<'a>(
     let mut used: BTreeSet<Ipv4Addr> = taken.into_keys().collect();
     for i in pending {
         let svc = &mut services[i];
-        let Some(ip) = allocate(net, 10, &used) else {
+        let Some(ip) = allocate(net, semantics::FIRST_SERVICE_OFFSET, &used) else {
             return Err(exhausted(svc.source, net));
         };
         used.insert(ip);
@@ -463,24 +454,11 @@ impl<'a> Mesh<'a> {
             && svc
                 .selector
                 .as_ref()
-                .is_some_and(|sel| sel.iter().all(|(k, v)| pod.labels.get(k) == Some(v)))
+                .is_some_and(|sel| semantics::selects(sel, &pod.labels))
     }
 }
 
-/// The port a Service port reaches on a pod: `targetPort` (number or container port name), else
-/// `port`. `None` when the pod has no container port of that name.
-pub(super) fn target_port(port: &ServicePort, pod: &PodSpec) -> Option<u16> {
-    match &port.target_port {
-        None => Some(port.port),
-        Some(IntOrString::Int(p)) => Some(*p),
-        Some(IntOrString::Str(name)) => pod
-            .containers
-            .iter()
-            .flat_map(|c| &c.ports)
-            .find(|p| p.name.as_deref() == Some(name) && p.protocol == port.protocol)
-            .map(|p| p.container_port),
-    }
-}
+pub(super) use crate::manifest::semantics::target_port;
 
 /// The TCP ports of a Service (UDP ports have no HTTP routes or Envoy clusters).
 pub(super) fn tcp_ports<'s>(svc: &'s ServiceView<'_>) -> impl Iterator<Item = &'s ServicePort> {

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::manifest::{ClusterSpec, ManifestFile, parse_files};
+use crate::manifest::{ClusterSpec, ManifestFile, Protocol, parse_files};
 
 fn objs(text: &str) -> Vec<ManifestObject> {
     parse_files(&[ManifestFile {

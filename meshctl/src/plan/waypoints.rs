@@ -19,12 +19,12 @@ use cni_plugin::enrollment;
 use super::{DesiredPod, DesiredService, desired_pod, digest};
 use crate::manifest::gateway::HBONE_PORT;
 use crate::manifest::{
-    Container, ContainerPort, EnvVar, EnvVarSource, FieldRef, IntOrString, ManifestObject, Object,
-    PodSpec, Protocol, RestartPolicy, ServicePort,
+    Container, ContainerPort, EnvVar, EnvVarSource, FieldRef, ManifestObject, Object, PodSpec,
+    Protocol, RestartPolicy,
 };
 
 /// Label on a Gateway's pods (and its Service's selector) naming the Gateway.
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub use crate::manifest::semantics::GATEWAY_NAME_LABEL;
 /// The waypoint pod's one container; its command is replaced by the `waypoint` binary at start.
 pub const CONTAINER: &str = "waypoint";
 /// `GET /healthz/ready` on this port answers 200 once the waypoint has its config and certificate.
@@ -117,19 +117,13 @@ fn spec(gateway: &str, trust_domain: &str) -> PodSpec {
 
 /// The Service of waypoint Gateway `namespace/gateway` when the manifests have none.
 pub(super) fn service(namespace: &str, gateway: &str, cluster_ip: Ipv4Addr) -> DesiredService {
-    let selector = BTreeMap::from([(GATEWAY_NAME_LABEL.to_owned(), gateway.to_owned())]);
+    let (selector, ports) = crate::manifest::semantics::waypoint_service(gateway);
     DesiredService {
         namespace: namespace.to_owned(),
         name: gateway.to_owned(),
         labels: selector.clone(),
         cluster_ip: Some(cluster_ip),
         selector: Some(selector),
-        ports: vec![ServicePort {
-            name: Some("mesh".into()),
-            port: HBONE_PORT,
-            target_port: Some(IntOrString::Int(HBONE_PORT)),
-            protocol: Protocol::Tcp,
-            app_protocol: None,
-        }],
+        ports,
     }
 }

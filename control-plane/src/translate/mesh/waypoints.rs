@@ -8,15 +8,14 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::{DNS_SUFFIX, Mesh, ServiceView, allocate, exhausted};
-use crate::manifest::gateway::{HBONE_PORT, WAYPOINT_FOR};
-use crate::manifest::{IntOrString, Protocol, ServicePort};
+use crate::manifest::gateway::WAYPOINT_FOR;
+use crate::manifest::semantics;
 
 /// Service, namespace or pod label naming the waypoint to use (`none`: no waypoint).
 pub(in crate::translate) const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 /// Namespace of the waypoint named by [`USE_WAYPOINT`] (default: the labelled object's).
 pub(in crate::translate) const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-/// Label on a Gateway's pods naming the Gateway.
-pub(in crate::translate) const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub(in crate::translate) use crate::manifest::semantics::GATEWAY_NAME_LABEL;
 
 /// A waypoint Gateway, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,25 +56,18 @@ pub(super) fn add_gateway_services(
         {
             continue;
         }
-        let vip = allocate(net, 10, &used).ok_or_else(|| exhausted(None, net))?;
+        let vip = allocate(net, semantics::FIRST_SERVICE_OFFSET, &used)
+            .ok_or_else(|| exhausted(None, net))?;
         used.insert(vip);
+        let (selector, ports) = semantics::waypoint_service(&gw.name);
         mesh.services.push(ServiceView {
             namespace: gw.namespace.clone(),
             name: gw.name.clone(),
             hostname: format!("{}.{}.{DNS_SUFFIX}", gw.name, gw.namespace),
             labels: BTreeMap::new(),
             vip: Some(vip),
-            selector: Some(BTreeMap::from([(
-                GATEWAY_NAME_LABEL.to_owned(),
-                gw.name.clone(),
-            )])),
-            ports: vec![ServicePort {
-                name: Some("mesh".into()),
-                port: HBONE_PORT,
-                target_port: Some(IntOrString::Int(HBONE_PORT)),
-                protocol: Protocol::Tcp,
-                app_protocol: None,
-            }],
+            selector: Some(selector),
+            ports,
             waypoint: None,
             source: None,
         });
