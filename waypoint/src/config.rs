@@ -1,11 +1,17 @@
 //! The waypoint's settings, read once from the environment in one place (names follow the
-//! node tunnel's, spec §13). Everything else receives a typed [`Config`].
+//! node tunnel's, spec §13; [`vars`] is the table of them, which `--help` prints). Everything
+//! else receives a typed [`Config`].
+
+pub mod vars;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hbone::Identity;
+
+pub use vars::EnvVar;
+use vars::*;
 
 /// Why the environment is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +83,7 @@ impl Config {
             &self.service_account,
         )
         .map_err(|e| ConfigError::Invalid {
-            var: "SERVICE_ACCOUNT",
+            var: SERVICE_ACCOUNT.name,
             value: self.service_account.clone(),
             reason: e.to_string(),
         })
@@ -91,83 +97,85 @@ impl Config {
         )
     }
 
-    /// Reads the configuration through `get` (the process environment in `main`).
+    /// Reads the configuration through `get` (the process environment in `main`). Every read
+    /// goes through an [`EnvVar`] of the table; empty counts as unset.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |k: &'static str| get(k).filter(|v| !v.is_empty());
-        let addr = |k: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
-            let v = var(k).unwrap_or_else(|| default.to_owned());
+        let var = |k: EnvVar| get(k.name).filter(|v| !v.is_empty());
+        let required = |k: EnvVar| var(k).ok_or(ConfigError::Missing(k.name));
+        let addr = |k: EnvVar| -> Result<SocketAddr, ConfigError> {
+            let v = var(k).unwrap_or_else(|| k.default.to_owned());
             v.parse()
                 .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                    var: k,
+                    var: k.name,
                     value: v,
                     reason: e.to_string(),
                 })
         };
-        let flag = |k: &'static str| -> Result<bool, ConfigError> {
+        let flag = |k: EnvVar| -> Result<bool, ConfigError> {
             match var(k).as_deref() {
                 None | Some("false" | "0") => Ok(false),
                 Some("true" | "1") => Ok(true),
                 Some(v) => Err(ConfigError::Invalid {
-                    var: k,
+                    var: k.name,
                     value: v.to_owned(),
                     reason: "expected true or false".into(),
                 }),
             }
         };
-        let xds_address = var("XDS_ADDRESS").ok_or(ConfigError::Missing("XDS_ADDRESS"))?;
-        let ca = if flag("FAKE_CA")? {
+        let xds_address = required(XDS_ADDRESS)?;
+        let ca = if flag(FAKE_CA)? {
             CaSource::Fake
         } else {
             CaSource::Remote {
-                address: var("CA_ADDRESS").unwrap_or_else(|| xds_address.clone()),
-                root_cert: var("CA_ROOT_CA").map(PathBuf::from),
-                alt_hostname: var("ALT_CA_HOSTNAME"),
+                address: var(CA_ADDRESS).unwrap_or_else(|| xds_address.clone()),
+                root_cert: var(CA_ROOT_CA).map(PathBuf::from),
+                alt_hostname: var(ALT_CA_HOSTNAME),
             }
         };
-        let pod_namespace = var("POD_NAMESPACE").ok_or(ConfigError::Missing("POD_NAMESPACE"))?;
-        let gateway_name = var("GATEWAY_NAME").ok_or(ConfigError::Missing("GATEWAY_NAME"))?;
-        let ip = var("INSTANCE_IP").ok_or(ConfigError::Missing("INSTANCE_IP"))?;
+        let pod_namespace = required(POD_NAMESPACE)?;
+        let gateway_name = required(GATEWAY_NAME)?;
+        let ip = required(INSTANCE_IP)?;
         let instance_ip =
             ip.parse()
                 .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                    var: "INSTANCE_IP",
+                    var: INSTANCE_IP.name,
                     value: ip.clone(),
                     reason: e.to_string(),
                 })?;
-        let hbone_addr = match var("HBONE_ADDR").as_deref() {
+        let hbone_addr = match var(HBONE_ADDR).as_deref() {
             Some("off") => None,
-            _ => Some(addr("HBONE_ADDR", "0.0.0.0:15008")?),
+            _ => Some(addr(HBONE_ADDR)?),
         };
-        let drain = match var("TERMINATION_DRAIN_DURATION") {
+        let drain = match var(TERMINATION_DRAIN_DURATION) {
             None => Duration::from_secs(5),
             Some(v) => v
                 .trim_end_matches('s')
                 .parse::<u64>()
                 .map(Duration::from_secs)
                 .map_err(|e| ConfigError::Invalid {
-                    var: "TERMINATION_DRAIN_DURATION",
+                    var: TERMINATION_DRAIN_DURATION.name,
                     value: v.clone(),
                     reason: e.to_string(),
                 })?,
         };
         let config = Config {
             xds_address,
-            xds_root_cert: var("XDS_ROOT_CA").map(PathBuf::from),
-            xds_alt_hostname: var("ALT_XDS_HOSTNAME"),
-            token_file: var("AUTH_TOKEN").map(PathBuf::from),
+            xds_root_cert: var(XDS_ROOT_CA).map(PathBuf::from),
+            xds_alt_hostname: var(ALT_XDS_HOSTNAME),
+            token_file: var(AUTH_TOKEN).map(PathBuf::from),
             ca,
-            pod_name: var("POD_NAME").unwrap_or_else(|| format!("{gateway_name}-0")),
-            service_account: var("SERVICE_ACCOUNT").unwrap_or_else(|| gateway_name.clone()),
+            pod_name: var(POD_NAME).unwrap_or_else(|| format!("{gateway_name}-0")),
+            service_account: var(SERVICE_ACCOUNT).unwrap_or_else(|| gateway_name.clone()),
             pod_namespace,
             instance_ip,
             gateway_name,
-            trust_domain: var("TRUST_DOMAIN").unwrap_or_else(|| "cluster.local".into()),
-            cluster_id: var("CLUSTER_ID").unwrap_or_else(|| "Kubernetes".into()),
+            trust_domain: var(TRUST_DOMAIN).unwrap_or_else(|| TRUST_DOMAIN.default.into()),
+            cluster_id: var(CLUSTER_ID).unwrap_or_else(|| CLUSTER_ID.default.into()),
             hbone_addr,
-            admin_addr: addr("ADMIN_ADDR", "127.0.0.1:15000")?,
-            stats_addr: addr("STATS_ADDR", "0.0.0.0:15020")?,
-            readiness_addr: addr("READINESS_ADDR", "0.0.0.0:15021")?,
-            plain_listeners: flag("PLAIN_LISTENERS")?,
+            admin_addr: addr(ADMIN_ADDR)?,
+            stats_addr: addr(STATS_ADDR)?,
+            readiness_addr: addr(READINESS_ADDR)?,
+            plain_listeners: flag(PLAIN_LISTENERS)?,
             drain,
         };
         config.identity()?;

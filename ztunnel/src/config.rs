@@ -1,13 +1,18 @@
 //! The node tunnel's settings, read once from the environment (spec §13) in one place.
 //!
-//! Owns names, defaults and parsing of every env var we honour; everything else receives a
-//! typed [`Config`]. Does not read files (the local config and the CA root are loaded by
-//! their owners).
+//! Owns names, defaults and parsing of every env var we honour ([`vars`] is the table of them,
+//! which `--help` prints); everything else receives a typed [`Config`]. Does not read files (the
+//! local config and the CA root are loaded by their owners).
+
+pub mod vars;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use vars::EnvVar;
+use vars::*;
 
 /// Why the environment is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -107,30 +112,33 @@ pub struct Config {
 
 type Env = HashMap<String, String>;
 
-fn get<'a>(env: &'a Env, var: &str) -> Option<&'a str> {
-    env.get(var).map(String::as_str).filter(|v| !v.is_empty())
+/// The value of `var`; empty counts as unset. Every read goes through an [`EnvVar`] of the table.
+fn get(env: &Env, var: EnvVar) -> Option<&str> {
+    env.get(var.name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
 }
 
-fn parse<T: std::str::FromStr>(env: &Env, var: &'static str, default: T) -> Result<T, ConfigError>
+fn parse<T: std::str::FromStr>(env: &Env, var: EnvVar, default: T) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     match get(env, var) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
-            var,
+            var: var.name,
             value: v.to_owned(),
             reason: e.to_string(),
         }),
     }
 }
 
-fn duration(env: &Env, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+fn duration(env: &Env, var: EnvVar, default: Duration) -> Result<Duration, ConfigError> {
     let Some(v) = get(env, var) else {
         return Ok(default);
     };
     parse_duration(v).ok_or_else(|| ConfigError::Invalid {
-        var,
+        var: var.name,
         value: v.to_owned(),
         reason: "expected a duration like 5s, 300ms, 2m or a number of seconds".into(),
     })
@@ -155,11 +163,11 @@ fn parse_duration(v: &str) -> Option<Duration> {
 
 fn worker_threads(env: &Env) -> Result<usize, ConfigError> {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let Some(v) = get(env, "ZTUNNEL_WORKER_THREADS") else {
+    let Some(v) = get(env, ZTUNNEL_WORKER_THREADS) else {
         return Ok(2.min(cpus));
     };
     let invalid = |reason: &str| ConfigError::Invalid {
-        var: "ZTUNNEL_WORKER_THREADS",
+        var: ZTUNNEL_WORKER_THREADS.name,
         value: v.to_owned(),
         reason: reason.into(),
     };
@@ -176,10 +184,12 @@ fn worker_threads(env: &Env) -> Result<usize, ConfigError> {
     Ok(n)
 }
 
-fn prefixed(env: &Env, prefix: &str) -> Vec<(String, String)> {
+/// `(<name>, value)` of every `<prefix><name>` variable, sorted.
+fn prefixed(env: &Env, prefix: EnvVar) -> Vec<(String, String)> {
+    debug_assert!(prefix.is_prefix(), "{} is not a prefix", prefix.name);
     let mut v: Vec<(String, String)> = env
         .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix.name)?.to_owned(), v.clone())))
         .collect();
     v.sort();
     v
@@ -188,16 +198,18 @@ fn prefixed(env: &Env, prefix: &str) -> Vec<(String, String)> {
 fn xds_source(env: &Env, address: &str) -> XdsSource {
     XdsSource {
         address: address.to_owned(),
-        root_cert: get(env, "XDS_ROOT_CA").map(PathBuf::from),
-        alt_hostname: get(env, "ALT_XDS_HOSTNAME").map(str::to_owned),
-        token_file: get(env, "AUTH_TOKEN").map(PathBuf::from),
-        headers: prefixed(env, "XDS_HEADER_"),
-        instance_ip: get(env, "INSTANCE_IP").unwrap_or("127.0.0.1").to_owned(),
-        pod_name: get(env, "POD_NAME").unwrap_or("ztunnel").to_owned(),
-        pod_namespace: get(env, "POD_NAMESPACE")
-            .unwrap_or("istio-system")
+        root_cert: get(env, XDS_ROOT_CA).map(PathBuf::from),
+        alt_hostname: get(env, ALT_XDS_HOSTNAME).map(str::to_owned),
+        token_file: get(env, AUTH_TOKEN).map(PathBuf::from),
+        headers: prefixed(env, XDS_HEADER),
+        instance_ip: get(env, INSTANCE_IP)
+            .unwrap_or(INSTANCE_IP.default)
             .to_owned(),
-        metadata: prefixed(env, "ISTIO_META_"),
+        pod_name: get(env, POD_NAME).unwrap_or(POD_NAME.default).to_owned(),
+        pod_namespace: get(env, POD_NAMESPACE)
+            .unwrap_or(POD_NAMESPACE.default)
+            .to_owned(),
+        metadata: prefixed(env, ISTIO_META),
     }
 }
 
@@ -209,78 +221,69 @@ impl Config {
 
     /// Reads settings from `env` (tests pass a map).
     pub fn from_map(env: &Env) -> Result<Self, ConfigError> {
-        let config_source = match (get(env, "LOCAL_XDS_PATH"), get(env, "LOCAL_XDS")) {
+        let config_source = match (get(env, LOCAL_XDS_PATH), get(env, LOCAL_XDS)) {
             (Some(_), Some(_)) => return Err(ConfigError::BothLocalSources),
             (Some(p), None) => ConfigSource::File(p.into()),
             (None, Some(y)) => ConfigSource::Inline(y.to_owned()),
-            (None, None) => match get(env, "XDS_ADDRESS") {
+            (None, None) => match get(env, XDS_ADDRESS) {
                 Some(address) => ConfigSource::Xds(xds_source(env, address)),
                 None => return Err(ConfigError::NoConfigSource),
             },
         };
-        let ca = if parse(env, "FAKE_CA", false)? {
+        let ca = if parse(env, FAKE_CA, false)? {
             CaSource::Fake
-        } else if let Some(address) = get(env, "CA_ADDRESS") {
-            let headers = env
-                .iter()
-                .filter_map(|(k, v)| Some((k.strip_prefix("CA_HEADER_")?.to_owned(), v.clone())))
-                .collect();
+        } else if let Some(address) = get(env, CA_ADDRESS) {
+            let headers = prefixed(env, CA_HEADER);
             CaSource::Remote {
                 address: address.to_owned(),
-                root_cert: get(env, "CA_ROOT_CA").map(PathBuf::from),
-                alt_hostname: get(env, "ALT_CA_HOSTNAME").map(str::to_owned),
-                token_file: get(env, "AUTH_TOKEN").map(PathBuf::from),
+                root_cert: get(env, CA_ROOT_CA).map(PathBuf::from),
+                alt_hostname: get(env, ALT_CA_HOSTNAME).map(str::to_owned),
+                token_file: get(env, AUTH_TOKEN).map(PathBuf::from),
                 headers,
             }
         } else {
             return Err(ConfigError::NoCertificateSource);
         };
-        let grace = get(env, "TERMINATION_GRACE_PERIOD_SECONDS")
+        let grace = get(env, TERMINATION_GRACE_PERIOD_SECONDS)
             .and_then(|v| v.parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.saturating_sub(1).max(1)));
-        let cluster_id = get(env, "CLUSTER_ID")
-            .or_else(|| get(env, "ISTIO_META_CLUSTER_ID"))
-            .unwrap_or("Kubernetes")
+        let cluster_id = get(env, CLUSTER_ID)
+            .or_else(|| get(env, ISTIO_META_CLUSTER_ID))
+            .unwrap_or(CLUSTER_ID.default)
             .to_owned();
         Ok(Config {
             proxy_mode: ProxyMode::Shared,
             config_source,
             ca,
             cluster_id,
-            trust_domain: get(env, "TRUST_DOMAIN")
-                .unwrap_or("cluster.local")
+            trust_domain: get(env, TRUST_DOMAIN)
+                .unwrap_or(TRUST_DOMAIN.default)
                 .to_owned(),
-            network: get(env, "NETWORK").unwrap_or_default().to_owned(),
-            node_name: get(env, "NODE_NAME").unwrap_or_default().to_owned(),
-            secret_ttl: duration(env, "SECRET_TTL", Duration::from_secs(24 * 3600))?,
-            inpod_uds: get(env, "INPOD_UDS")
-                .unwrap_or("/var/run/ztunnel/ztunnel.sock")
-                .into(),
-            inpod_port_reuse: parse(env, "INPOD_PORT_REUSE", true)?,
-            packet_mark: parse(env, "PACKET_MARK", 0x539)?,
-            enable_orig_src: get(env, "ENABLE_ORIG_SRC")
-                .map(|_| parse(env, "ENABLE_ORIG_SRC", true))
+            network: get(env, NETWORK).unwrap_or_default().to_owned(),
+            node_name: get(env, NODE_NAME).unwrap_or_default().to_owned(),
+            secret_ttl: duration(env, SECRET_TTL, Duration::from_secs(24 * 3600))?,
+            inpod_uds: get(env, INPOD_UDS).unwrap_or(INPOD_UDS.default).into(),
+            inpod_port_reuse: parse(env, INPOD_PORT_REUSE, true)?,
+            packet_mark: parse(env, PACKET_MARK, 0x539)?,
+            enable_orig_src: get(env, ENABLE_ORIG_SRC)
+                .map(|_| parse(env, ENABLE_ORIG_SRC, true))
                 .transpose()?,
-            pool_max_streams_per_connection: parse(env, "POOL_MAX_STREAMS_PER_CONNECTION", 100)?,
+            pool_max_streams_per_connection: parse(env, POOL_MAX_STREAMS_PER_CONNECTION, 100)?,
             pool_unused_release_timeout: duration(
                 env,
-                "POOL_UNUSED_RELEASE_TIMEOUT",
+                POOL_UNUSED_RELEASE_TIMEOUT,
                 Duration::from_secs(300),
             )?,
-            termination_deadline: match get(env, "CONNECTION_TERMINATION_DEADLINE") {
-                Some(_) => duration(env, "CONNECTION_TERMINATION_DEADLINE", Duration::ZERO)?,
+            termination_deadline: match get(env, CONNECTION_TERMINATION_DEADLINE) {
+                Some(_) => duration(env, CONNECTION_TERMINATION_DEADLINE, Duration::ZERO)?,
                 None => grace.unwrap_or(Duration::from_secs(5)),
             },
-            admin_addr: parse(env, "ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 15000)))?,
-            stats_addr: parse(env, "STATS_ADDR", SocketAddr::from(([0, 0, 0, 0], 15020)))?,
-            readiness_addr: parse(
-                env,
-                "READINESS_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 15021)),
-            )?,
+            admin_addr: parse(env, ADMIN_ADDR, SocketAddr::from(([127, 0, 0, 1], 15000)))?,
+            stats_addr: parse(env, STATS_ADDR, SocketAddr::from(([0, 0, 0, 0], 15020)))?,
+            readiness_addr: parse(env, READINESS_ADDR, SocketAddr::from(([0, 0, 0, 0], 15021)))?,
             worker_threads: worker_threads(env)?,
-            enable_response_baggage: parse(env, "ENABLE_RESPONSE_BAGGAGE", true)?,
-            tls12_enabled: parse(env, "TLS12_ENABLED", false)?,
+            enable_response_baggage: parse(env, ENABLE_RESPONSE_BAGGAGE, true)?,
+            tls12_enabled: parse(env, TLS12_ENABLED, false)?,
         })
     }
 

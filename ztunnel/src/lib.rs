@@ -12,4 +12,5 @@ pub mod model;
 pub mod proxy;
 pub mod state;
 pub mod telemetry;
+pub mod version;
 pub mod xds_source;

@@ -21,7 +21,12 @@ pub enum PodSourceConfig {
 /// `cni-agent`: installs the istio-cni plugin, redirects enrolled pods' traffic to ztunnel and hands the pods
 /// to ztunnel over ZDS.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "cni-agent", version, about)]
+#[command(
+    name = "cni-agent",
+    version,
+    about = "The node agent of the ambient mesh: installs the istio-cni plugin, redirects enrolled pods' traffic \
+             to ztunnel and hands the pods to ztunnel over ZDS"
+)]
 pub struct AgentConfig {
     /// CNI configuration directory whose primary (lexically first) file gets our entry.
     #[arg(long, env = "CNI_NET_DIR", default_value = "/etc/cni/net.d")]

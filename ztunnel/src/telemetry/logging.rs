@@ -83,8 +83,9 @@ impl LogFormat {
 
 /// Installs the global subscriber from `LOG_FORMAT` and `RUST_LOG`.
 pub fn init_from_env() -> Result<LogLevelControl, LoggingError> {
-    let format = LogFormat::from_env_value(std::env::var("LOG_FORMAT").ok().as_deref())?;
-    init(format, std::env::var("RUST_LOG").ok().as_deref())
+    use crate::config::vars::{LOG_FORMAT, RUST_LOG};
+    let format = LogFormat::from_env_value(std::env::var(LOG_FORMAT.name).ok().as_deref())?;
+    init(format, std::env::var(RUST_LOG.name).ok().as_deref())
 }
 
 /// Installs the global subscriber: `filter` (`RUST_LOG` syntax; `None`/empty = [`DEFAULT_FILTER`]) in front of a
