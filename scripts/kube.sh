@@ -202,6 +202,7 @@ start_etcd() {
 
 start_apiserver() {
   local dir=$1 etcd_port=$2 port=$3 pki="$1/pki"
+  # --allow-privileged: as every real cluster (kubeadm) sets it, so privileged DaemonSets (istio-cni) are admitted.
   # --endpoint-reconciler-type=none: the `kubernetes` Service would get 127.0.0.1 as its endpoint, which Endpoints
   # validation rejects (loopback); the Service itself is still created.
   start kube-apiserver "$dir" "$KUBE_APISERVER" \
@@ -210,6 +211,7 @@ start_apiserver() {
     --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/client-ca.crt" \
     --authorization-mode Node,RBAC \
+    --allow-privileged=true \
     --service-account-issuer "$SA_ISSUER" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --api-audiences "$SA_ISSUER,istio-ca" \

@@ -106,7 +106,6 @@ fn waypoint_objects(key: &ObjectKey, entry: &Entry, s: &Settings) -> [Value; 3] 
                     "containers": [{
                         "name": "istio-proxy",
                         "image": s.image,
-                        "args": ["--proxy-type", "waypoint"],
                         "ports": [
                             {"name": "mesh", "containerPort": HBONE_PORT, "protocol": "TCP"},
                             {"name": "http-envoy-prom", "containerPort": STATS_PORT, "protocol": "TCP"},
