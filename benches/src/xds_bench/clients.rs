@@ -131,6 +131,37 @@ impl Fleet {
         Ok(Instant::now())
     }
 
+    /// Waits (at most `limit`) until every client holds `addresses` Addresses and `policies`
+    /// Authorizations, and fails if one NACKed.
+    pub(crate) async fn holding(
+        &self,
+        addresses: usize,
+        policies: usize,
+        limit: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let count = |s: &ClientStatus, t: &str| s.held.get(t).copied().unwrap_or(0);
+        for (i, h) in self.handles.iter().enumerate() {
+            let mut status = h.status();
+            let done = |s: &ClientStatus| {
+                !s.last_nack.is_empty()
+                    || (count(s, type_url::ADDRESS) == addresses
+                        && count(s, type_url::AUTHORIZATION) == policies)
+            };
+            let waited = tokio::time::timeout_at(deadline, status.wait_for(done)).await;
+            let s = h.status().borrow().clone();
+            if waited.is_err() || !s.last_nack.is_empty() {
+                bail!(
+                    "client {i} holds {} of {addresses} addresses and {} of {policies} policies, NACKs {:?}",
+                    count(&s, type_url::ADDRESS),
+                    count(&s, type_url::AUTHORIZATION),
+                    s.last_nack
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Resources client `i` holds of `type_url`, and its NACKs so far.
     pub(crate) fn held(&self, i: usize, type_url: &str) -> Result<(usize, usize)> {
         let h = self.handles.get(i).context("no such client")?;

@@ -1,7 +1,8 @@
 //! The benchmark's mesh as a manifest directory: one ambient namespace, `SERVICES` Services,
 //! two L4 AuthorizationPolicies and N pods with explicit `status.podIP`s (10.0.0.1 upward),
 //! spread over `NODES` nodes. Pod 0 lives in its own file so a change rewrites a few hundred
-//! bytes (the control plane re-reads and re-translates the whole directory either way).
+//! bytes (the control plane re-reads and re-translates the whole directory either way). The same
+//! YAML is what `kube_mesh` sends to an API server, so both sources get the same mesh.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -20,22 +21,24 @@ pub(crate) const POLICIES: usize = 2;
 /// The file holding pod 0, the one whose label each change edits.
 const CHANGED_FILE: &str = "20-pod-0.yaml";
 
-fn pod_ip(i: usize) -> Ipv4Addr {
+pub(crate) fn pod_ip(i: usize) -> Ipv4Addr {
     // At most 16 M pods fit; the CLI allows far fewer.
     Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 1)) + i as u32)
 }
 
-/// One pod; `revision` is its `version` label (the workload's canonical revision).
-fn pod(i: usize, revision: u32) -> String {
+/// One pod; `revision` is its `version` label (the workload's canonical revision). It carries an
+/// `image` (which the API server requires) as well as a `command` (which the local mesh uses).
+pub(crate) fn pod(i: usize, revision: u32) -> String {
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: {NAMESPACE}\n  labels:\n    app: svc-{svc}\n    version: v{revision}\nspec:\n  nodeName: node-{node}\n  serviceAccountName: sa-{svc}\n  containers:\n    - name: app\n      command: [\"sleep\", \"infinity\"]\n      ports:\n        - name: http\n          containerPort: 8080\nstatus:\n  podIP: {ip}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: {NAMESPACE}\n  labels:\n    app: svc-{svc}\n    version: v{revision}\nspec:\n  nodeName: node-{node}\n  serviceAccountName: sa-{svc}\n  containers:\n    - name: app\n      image: busybox:1.37\n      command: [\"sleep\", \"infinity\"]\n      ports:\n        - name: http\n          containerPort: 8080\nstatus:\n  podIP: {ip}\n",
         svc = i % SERVICES,
         node = i % NODES,
         ip = pod_ip(i),
     )
 }
 
-fn cluster_objects() -> String {
+/// The namespace, the Services and the policies, as one multi-document YAML text.
+pub(crate) fn cluster_objects() -> String {
     let mut s = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n  labels:\n    istio.io/dataplane-mode: ambient\n"
     );

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::bench::{SizeResult, ms};
 use super::inproc::Change;
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
     if v.len() % 2 == 1 {
@@ -17,7 +17,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `median [min–max]` with `digits` decimals.
-fn cell(v: Vec<f64>, digits: usize) -> String {
+pub(crate) fn cell(v: Vec<f64>, digits: usize) -> String {
     if v.is_empty() {
         return "–".into();
     }
