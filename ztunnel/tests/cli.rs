@@ -115,5 +115,9 @@ fn istios_chart_arguments_run_the_proxy() {
     );
     let r = ztunnel(&["proxy", "dedicated"], &[]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
-    assert!(r.stderr.contains("invalid value 'dedicated'"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid value 'dedicated'"),
+        "{}",
+        r.stderr
+    );
 }
