@@ -854,7 +854,8 @@ fn installed_charts_run_the_control_plane_on_their_rbac() {
     let run_dir = work.path().join("denied");
     std::fs::create_dir_all(&run_dir).unwrap();
     let (mut denied, admin) = spawn_control_plane(&kubeconfig, &run_dir);
-    // What it does: its Pod watcher's initial list is refused, which it logs and retries with back-off.
+    // What it does: its Pod watcher's initial list is refused, which it logs as an error (the operator must
+    // act) and retries with back-off.
     within(
         "the control plane logging the refused pod list",
         Duration::from_secs(15),
@@ -864,7 +865,8 @@ fn installed_charts_run_the_control_plane_on_their_rbac() {
                 .stderr()
                 .lines()
                 .any(|l| {
-                    l.contains("watch failed")
+                    l.contains("ERROR")
+                        && l.contains("watch forbidden")
                         && l.contains("kind=\"Pod\"")
                         && l.contains("cannot list resource \"pods\"")
                         && l.contains("Forbidden")

@@ -138,14 +138,19 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-fn watch_error_is_not_found(e: &watcher::Error) -> bool {
+/// The HTTP status code of a watch error that the API server answered.
+fn watch_error_code(e: &watcher::Error) -> Option<u16> {
     match e {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => is_not_found(e),
-        watcher::Error::WatchError(s) => s.code == 404,
-        watcher::Error::NoResourceVersion => false,
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
     }
+}
+
+fn watch_error_is_not_found(e: &watcher::Error) -> bool {
+    watch_error_code(e) == Some(404)
 }
 
 /// Watches one kind until shutdown, sending changes to `tx`.
@@ -199,6 +204,11 @@ pub async fn run(
                 Err(e) if watch_error_is_not_found(&e) => {
                     tracing::warn!(kind = k.kind, error = %e, "the kind went away (CRD removed?)");
                     break;
+                }
+                Err(e) if watch_error_code(&e) == Some(403) => {
+                    // Missing RBAC does not heal by itself: the operator must grant it.
+                    tracing::error!(kind = k.kind, error = %e, "watch forbidden (check the control plane's RBAC); retrying with back-off");
+                    continue;
                 }
                 Err(e) => {
                     tracing::warn!(kind = k.kind, error = %e, "watch failed; retrying with back-off");
