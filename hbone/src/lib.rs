@@ -16,6 +16,7 @@
 pub mod ca;
 pub mod cert_manager;
 pub mod client;
+pub mod env_vars;
 pub mod h2_settings;
 pub mod headers;
 pub mod identity;

@@ -3,32 +3,9 @@
 //! [`super::Config::from_env`] and the logging set-up in `main` read the environment only through these entries,
 //! and `waypoint --help` prints [`ALL`], so what the binary reads and what it documents cannot drift apart.
 
-use std::fmt::Write as _;
+pub use hbone::env_vars::{EnvVar, help};
 
-/// One environment variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnvVar {
-    /// Its name.
-    pub name: &'static str,
-    /// The default, as an operator would write it (empty: none).
-    pub default: &'static str,
-    /// One line of meaning.
-    pub meaning: &'static str,
-}
-
-/// Defines one constant per variable and [`ALL`], so no variable can be read without being listed.
-macro_rules! env_vars {
-    ($($id:ident = $name:literal, $default:literal, $meaning:literal;)*) => {
-        $(
-            #[doc = $meaning]
-            pub const $id: EnvVar = EnvVar { name: $name, default: $default, meaning: $meaning };
-        )*
-        /// Every variable, in the order `--help` lists them.
-        pub const ALL: &[EnvVar] = &[$($id),*];
-    };
-}
-
-env_vars! {
+hbone::env_vars! {
     XDS_ADDRESS = "XDS_ADDRESS", "",
         "required: istiod's ADS server for listeners, routes, clusters and endpoints (http:// = plaintext)";
     XDS_ROOT_CA = "XDS_ROOT_CA", "/var/run/secrets/istio/root-cert.pem",
@@ -73,20 +50,6 @@ env_vars! {
         "how long connections may drain at shutdown, in seconds (5 or 5s)";
     RUST_LOG = "RUST_LOG", "info",
         "log filter (tracing EnvFilter directives, e.g. info,waypoint=debug)";
-}
-
-/// The table for `--help`: one line per variable, names aligned, defaults in brackets.
-pub fn help(vars: &[EnvVar]) -> String {
-    let width = vars.iter().map(|v| v.name.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for v in vars {
-        let _ = write!(out, "  {:width$}  {}", v.name, v.meaning);
-        if !v.default.is_empty() {
-            let _ = write!(out, " [default: {}]", v.default);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

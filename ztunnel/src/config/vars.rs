@@ -4,48 +4,9 @@
 //! through these entries, and `ztunnel --help` prints [`ALL`], so what the binary reads and what it documents
 //! cannot drift apart. Does not parse values (that is [`super`]'s job).
 
-use std::fmt::Write as _;
+pub use hbone::env_vars::{EnvVar, help};
 
-/// One environment variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnvVar {
-    /// Its name; a name ending in `_` is a prefix (`XDS_HEADER_<name>`).
-    pub name: &'static str,
-    /// The default, as an operator would write it (empty: none).
-    pub default: &'static str,
-    /// One line of meaning.
-    pub meaning: &'static str,
-}
-
-impl EnvVar {
-    /// Whether this entry is a family of variables sharing the prefix [`Self::name`].
-    pub fn is_prefix(&self) -> bool {
-        self.name.ends_with('_')
-    }
-
-    /// The name as `--help` shows it: `XDS_HEADER_<name>` for a prefix.
-    pub fn shown(&self) -> String {
-        if self.is_prefix() {
-            format!("{}<name>", self.name)
-        } else {
-            self.name.to_owned()
-        }
-    }
-}
-
-/// Defines one constant per variable and [`ALL`], so no variable can be read without being listed.
-macro_rules! env_vars {
-    ($($id:ident = $name:literal, $default:literal, $meaning:literal;)*) => {
-        $(
-            #[doc = $meaning]
-            pub const $id: EnvVar = EnvVar { name: $name, default: $default, meaning: $meaning };
-        )*
-        /// Every variable, in the order `--help` lists them.
-        pub const ALL: &[EnvVar] = &[$($id),*];
-    };
-}
-
-env_vars! {
+hbone::env_vars! {
     XDS_ADDRESS = "XDS_ADDRESS", "",
         "delta ADS server for workloads and policies (http:// = plaintext, else TLS)";
     LOCAL_XDS_PATH = "LOCAL_XDS_PATH", "",
@@ -125,20 +86,6 @@ env_vars! {
         "log line format: plain or json";
     RUST_LOG = "RUST_LOG", "info",
         "log filter (tracing EnvFilter directives, e.g. info,ztunnel::proxy=debug)";
-}
-
-/// The table for `--help`: one line per variable, names aligned, defaults in brackets.
-pub fn help(vars: &[EnvVar]) -> String {
-    let width = vars.iter().map(|v| v.shown().len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for v in vars {
-        let _ = write!(out, "  {:width$}  {}", v.shown(), v.meaning);
-        if !v.default.is_empty() {
-            let _ = write!(out, " [default: {}]", v.default);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
