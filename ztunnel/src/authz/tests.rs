@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::model::policy::{Clause, Rule};
+use crate::telemetry::access_log::tests::with_local_subscriber;
 
 const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
 const ADMIN: &str = "spiffe://cluster.local/ns/ops/sa/admin";
@@ -841,7 +842,7 @@ fn dry_run_is_logged_at_debug_on_the_authz_target() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let verdict = tracing::subscriber::with_default(subscriber, || {
+    let verdict = with_local_subscriber(subscriber, || {
         evaluate(
             &[
                 deny(vec![vec![]]),

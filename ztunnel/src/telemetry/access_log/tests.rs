@@ -36,8 +36,25 @@ impl Capture {
     /// Runs `f` with a subscriber (for this thread only) that records every event.
     pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         let subscriber = tracing_subscriber::registry().with(self.clone());
-        tracing::subscriber::with_default(subscriber, f)
+        with_local_subscriber(subscriber, f)
     }
+}
+
+/// Serialises the tests that install a thread-local subscriber. tracing caches each call site's
+/// interest process-wide; while a test's subscriber is the only one registered, a rebuild started
+/// on another test's thread computes that interest from *its* (empty) default and caches `never`,
+/// silencing events the test then waits for. Holding one lock and rebuilding the cache once the
+/// subscriber is in place removes the race (it failed CI once: a dry-run event went missing).
+pub(crate) fn with_local_subscriber<R>(
+    subscriber: impl Into<tracing::Dispatch>,
+    f: impl FnOnce() -> R,
+) -> R {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _serial = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tracing::dispatcher::with_default(&subscriber.into(), || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    })
 }
 
 struct Visitor<'a>(&'a mut BTreeMap<String, String>);

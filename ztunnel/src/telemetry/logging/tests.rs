@@ -5,6 +5,7 @@
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
+use crate::telemetry::access_log::tests::with_local_subscriber;
 
 fn change(query: &str) -> LevelChange {
     LevelChange::from_query(Some(query)).unwrap().unwrap()
@@ -12,7 +13,7 @@ fn change(query: &str) -> LevelChange {
 
 /// (info on `ztunnel::other`, debug on `ztunnel::other`, debug on `ztunnel::proxy`) under `subscriber`.
 fn enabled(subscriber: &tracing::Dispatch) -> (bool, bool, bool) {
-    tracing::dispatcher::with_default(subscriber, || {
+    with_local_subscriber(subscriber.clone(), || {
         (
             tracing::enabled!(target: "ztunnel::other", tracing::Level::INFO),
             tracing::enabled!(target: "ztunnel::other", tracing::Level::DEBUG),
@@ -24,7 +25,9 @@ fn enabled(subscriber: &tracing::Dispatch) -> (bool, bool, bool) {
 /// Applies `query` with `subscriber` as the current default, as the global subscriber is in production:
 /// tracing rebuilds its interest cache against the current dispatcher when only one is registered.
 fn apply(subscriber: &tracing::Dispatch, control: &LogLevelControl, query: &str) -> String {
-    tracing::dispatcher::with_default(subscriber, || control.apply(&change(query)).unwrap())
+    with_local_subscriber(subscriber.clone(), || {
+        control.apply(&change(query)).unwrap()
+    })
 }
 
 #[test]
