@@ -7,6 +7,7 @@ use super::*;
 use crate::ca::generate_csr;
 use crate::test_util::TestCa;
 use crate::tls::WorkloadCertificate;
+use tracing_subscriber::layer::SubscriberExt;
 
 const DAY: Duration = Duration::from_secs(86400);
 
@@ -270,12 +271,19 @@ impl Log {
 async fn every_refusal_is_opaque_and_its_reason_is_logged() {
     let log = Log::default();
     let writer = log.clone();
+    // A second registered dispatcher makes tracing combine every dispatcher's interest instead of
+    // asking whichever thread first hits a call site (another test's, with no subscriber, would
+    // cache `never` and silence the events this test reads).
+    let _second = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::OFF),
+    );
     let _guard = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish(),
     );
+    tracing::callsite::rebuild_interest_cache();
     let ca = TestCa::new(Duration::from_secs(3600));
     let service = service(&ca);
     let csr = |s: &str| generate_csr(&id(s)).unwrap().pem;

@@ -40,17 +40,23 @@ impl Capture {
     }
 }
 
-/// Serialises the tests that install a thread-local subscriber. tracing caches each call site's
-/// interest process-wide; while a test's subscriber is the only one registered, a rebuild started
-/// on another test's thread computes that interest from *its* (empty) default and caches `never`,
-/// silencing events the test then waits for. Holding one lock and rebuilding the cache once the
-/// subscriber is in place removes the race (it failed CI once: a dry-run event went missing).
+/// Runs `f` with `subscriber` as this thread's default, safe against the other tests' threads.
+///
+/// tracing caches each call site's interest process-wide. While exactly one dispatcher is
+/// registered, a call site first hit on *another* thread computes that interest from that thread's
+/// (empty) default and caches `never`, silencing events this test then waits for (it failed CI
+/// once: a dry-run event went missing). A second dispatcher that wants nothing, alive for the whole
+/// run, makes tracing combine every registered dispatcher instead; the lock keeps the tests that
+/// install subscribers from rebuilding the cache under each other.
 pub(crate) fn with_local_subscriber<R>(
     subscriber: impl Into<tracing::Dispatch>,
     f: impl FnOnce() -> R,
 ) -> R {
     static LOCK: Mutex<()> = Mutex::new(());
     let _serial = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _second = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::OFF),
+    );
     tracing::dispatcher::with_default(&subscriber.into(), || {
         tracing::callsite::rebuild_interest_cache();
         f()
