@@ -8,6 +8,7 @@
 
 pub mod kube;
 pub mod peers;
+pub mod podman;
 pub mod waypoint;
 
 use std::path::{Path, PathBuf};

@@ -355,12 +355,27 @@ impl ControlPlaneProc {
         let mut exits = Vec::new();
         // A port picked free can be taken before the control plane binds it: try again if it exits at once.
         for attempt in 0..3 {
-            let (grpc_port, admin_port) = (free_port(), free_port());
+            let (mut grpc_port, admin_port) = (free_port(), free_port());
             let mut cmd = Command::new(&bin);
-            cmd.arg("serve")
-                .args(source)
-                .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
-                .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            cmd.arg("serve").args(source);
+            // A caller's own `--listen ADDR:PORT` (e.g. an address a test namespace can reach) wins.
+            match source.iter().position(|a| *a == "--listen") {
+                Some(i) => {
+                    let addr = source
+                        .get(i + 1)
+                        .and_then(|a| a.to_str())
+                        .unwrap_or_default();
+                    grpc_port = addr
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                }
+                None => {
+                    cmd.args(["--listen", &format!("127.0.0.1:{grpc_port}")]);
+                }
+            }
+            cmd.args(["--admin", &format!("127.0.0.1:{admin_port}")])
                 .arg("--ca-dir")
                 .arg(&ca_dir)
                 .env("RUST_LOG", "info,xds=debug")

@@ -4,6 +4,7 @@
 //! which `--help` prints); everything else receives a typed [`Config`]. Does not read files (the
 //! local config and the CA root are loaded by their owners).
 
+mod threads;
 pub mod vars;
 
 use std::collections::HashMap;
@@ -29,6 +30,10 @@ pub enum ConfigError {
     NoConfigSource,
     #[error("no certificate source: set CA_ADDRESS or FAKE_CA=true")]
     NoCertificateSource,
+    #[error(
+        "INPOD_ENABLED=false: only in-pod redirection is supported (pods handed over on INPOD_UDS)"
+    )]
+    InPodDisabled,
 }
 
 /// How pods are served.
@@ -94,6 +99,8 @@ pub struct Config {
     pub trust_domain: String,
     pub network: String,
     pub node_name: String,
+    /// `SERVICE_ACCOUNT`: this ztunnel's own (informational; the CA reads it from the token).
+    pub service_account: String,
     pub secret_ttl: Duration,
     pub inpod_uds: PathBuf,
     pub inpod_port_reuse: bool,
@@ -161,29 +168,6 @@ fn parse_duration(v: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
-fn worker_threads(env: &Env) -> Result<usize, ConfigError> {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let Some(v) = get(env, ZTUNNEL_WORKER_THREADS) else {
-        return Ok(2.min(cpus));
-    };
-    let invalid = |reason: &str| ConfigError::Invalid {
-        var: ZTUNNEL_WORKER_THREADS.name,
-        value: v.to_owned(),
-        reason: reason.into(),
-    };
-    let n = match v.strip_suffix('%') {
-        Some(pct) => {
-            let pct: usize = pct.parse().map_err(|_| invalid("expected N or N%"))?;
-            (cpus * pct).div_ceil(100)
-        }
-        None => v.parse().map_err(|_| invalid("expected N or N%"))?,
-    };
-    if n == 0 {
-        return Err(invalid("must be at least 1"));
-    }
-    Ok(n)
-}
-
 /// `(<name>, value)` of every `<prefix><name>` variable, sorted.
 fn prefixed(env: &Env, prefix: EnvVar) -> Vec<(String, String)> {
     debug_assert!(prefix.is_prefix(), "{} is not a prefix", prefix.name);
@@ -195,12 +179,30 @@ fn prefixed(env: &Env, prefix: EnvVar) -> Vec<(String, String)> {
     v
 }
 
+/// A gRPC server address as an URI: `host:port` (what Istio's charts set, e.g.
+/// `istiod.istio-system.svc:15012`) means TLS, as in upstream ztunnel; `http://` and `https://` are kept.
+fn grpc_uri(address: &str) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("https://{address}")
+    }
+}
+
+/// `AUTH_TOKEN`, or its default (the projected token Istio's charts mount) when that file exists.
+fn token_file(env: &Env) -> Option<PathBuf> {
+    match get(env, AUTH_TOKEN) {
+        Some(path) => Some(path.into()),
+        None => Some(PathBuf::from(AUTH_TOKEN.default)).filter(|p| p.exists()),
+    }
+}
+
 fn xds_source(env: &Env, address: &str) -> XdsSource {
     XdsSource {
-        address: address.to_owned(),
+        address: grpc_uri(address),
         root_cert: get(env, XDS_ROOT_CA).map(PathBuf::from),
         alt_hostname: get(env, ALT_XDS_HOSTNAME).map(str::to_owned),
-        token_file: get(env, AUTH_TOKEN).map(PathBuf::from),
+        token_file: token_file(env),
         headers: prefixed(env, XDS_HEADER),
         instance_ip: get(env, INSTANCE_IP)
             .unwrap_or(INSTANCE_IP.default)
@@ -221,6 +223,9 @@ impl Config {
 
     /// Reads settings from `env` (tests pass a map).
     pub fn from_map(env: &Env) -> Result<Self, ConfigError> {
+        if !parse(env, INPOD_ENABLED, true)? {
+            return Err(ConfigError::InPodDisabled);
+        }
         let config_source = match (get(env, LOCAL_XDS_PATH), get(env, LOCAL_XDS)) {
             (Some(_), Some(_)) => return Err(ConfigError::BothLocalSources),
             (Some(p), None) => ConfigSource::File(p.into()),
@@ -235,10 +240,10 @@ impl Config {
         } else if let Some(address) = get(env, CA_ADDRESS) {
             let headers = prefixed(env, CA_HEADER);
             CaSource::Remote {
-                address: address.to_owned(),
+                address: grpc_uri(address),
                 root_cert: get(env, CA_ROOT_CA).map(PathBuf::from),
                 alt_hostname: get(env, ALT_CA_HOSTNAME).map(str::to_owned),
-                token_file: get(env, AUTH_TOKEN).map(PathBuf::from),
+                token_file: token_file(env),
                 headers,
             }
         } else {
@@ -261,6 +266,7 @@ impl Config {
                 .to_owned(),
             network: get(env, NETWORK).unwrap_or_default().to_owned(),
             node_name: get(env, NODE_NAME).unwrap_or_default().to_owned(),
+            service_account: get(env, SERVICE_ACCOUNT).unwrap_or_default().to_owned(),
             secret_ttl: duration(env, SECRET_TTL, Duration::from_secs(24 * 3600))?,
             inpod_uds: get(env, INPOD_UDS).unwrap_or(INPOD_UDS.default).into(),
             inpod_port_reuse: parse(env, INPOD_PORT_REUSE, true)?,
@@ -281,7 +287,7 @@ impl Config {
             admin_addr: parse(env, ADMIN_ADDR, SocketAddr::from(([127, 0, 0, 1], 15000)))?,
             stats_addr: parse(env, STATS_ADDR, SocketAddr::from(([0, 0, 0, 0], 15020)))?,
             readiness_addr: parse(env, READINESS_ADDR, SocketAddr::from(([0, 0, 0, 0], 15021)))?,
-            worker_threads: worker_threads(env)?,
+            worker_threads: threads::worker_threads(env)?,
             enable_response_baggage: parse(env, ENABLE_RESPONSE_BAGGAGE, true)?,
             tls12_enabled: parse(env, TLS12_ENABLED, false)?,
         })
@@ -304,6 +310,7 @@ impl Config {
             "trustDomain": self.trust_domain,
             "network": self.network,
             "nodeName": self.node_name,
+            "serviceAccount": self.service_account,
             "secretTtl": self.secret_ttl.as_secs(),
             "inpodUds": self.inpod_uds,
             "inpodPortReuse": self.inpod_port_reuse,
@@ -373,5 +380,52 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("SECRET_TTL"), "{e}");
+    }
+
+    /// What Istio's ztunnel chart sets: scheme-less addresses (TLS), in-pod on, its service account.
+    #[test]
+    fn istios_chart_settings() {
+        let c = Config::from_map(&env(&[
+            ("XDS_ADDRESS", "istiod.istio-system.svc:15012"),
+            ("CA_ADDRESS", "istiod.istio-system.svc:15012"),
+            ("INPOD_ENABLED", "true"),
+            ("SERVICE_ACCOUNT", "ztunnel"),
+            ("AUTH_TOKEN", "/run/token"),
+        ]))
+        .unwrap();
+        let ConfigSource::Xds(x) = &c.config_source else {
+            panic!("{:?}", c.config_source)
+        };
+        assert_eq!(x.address, "https://istiod.istio-system.svc:15012");
+        assert_eq!(
+            x.token_file.as_deref(),
+            Some(std::path::Path::new("/run/token"))
+        );
+        assert!(
+            matches!(&c.ca, CaSource::Remote { address, .. } if address == "https://istiod.istio-system.svc:15012")
+        );
+        assert_eq!(c.service_account, "ztunnel");
+        let plain = Config::from_map(&env(&[
+            ("XDS_ADDRESS", "http://127.0.0.1:15010"),
+            ("FAKE_CA", "true"),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(&plain.config_source, ConfigSource::Xds(x) if x.address == "http://127.0.0.1:15010")
+        );
+        let e = Config::from_map(&env(&[
+            ("LOCAL_XDS", "{}"),
+            ("FAKE_CA", "true"),
+            ("INPOD_ENABLED", "false"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::InPodDisabled), "{e}");
+    }
+
+    /// Without AUTH_TOKEN the projected token path is used only when the file is there.
+    #[test]
+    fn the_default_token_only_when_it_exists() {
+        let expected = Some(PathBuf::from(AUTH_TOKEN.default)).filter(|p| p.exists());
+        assert_eq!(token_file(&env(&[])), expected);
     }
 }

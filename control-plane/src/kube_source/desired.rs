@@ -1,8 +1,8 @@
 //! What the controller wants the API server to hold (pure): for each Gateway of class `istio-waypoint`, its
-//! ServiceAccount, Deployment and Service (owned by the Gateway, as istiod's deployment controller makes them)
-//! and the mesh root certificate its pods trust (ConfigMap `istio-ca-root-cert`); and the `status` of waypoint
-//! Gateways (`addresses`, `Accepted`/`Programmed`, listeners) and of HTTPRoutes/GRPCRoutes (`parents` with
-//! `Accepted`/`ResolvedRefs`).
+//! ServiceAccount, Deployment and Service (owned by the Gateway, as istiod's deployment controller makes them);
+//! the mesh root certificate (ConfigMap `istio-ca-root-cert`) in every namespace, as istiod keeps it; and the
+//! `status` of waypoint Gateways (`addresses`, `Accepted`/`Programmed`, listeners) and of HTTPRoutes/GRPCRoutes
+//! (`parents` with `Accepted`/`ResolvedRefs`).
 //!
 //! Conditions carry an empty `lastTransitionTime`: the writer fills in the time when it writes, so an unchanged
 //! status compares equal and is not written again.
@@ -21,8 +21,16 @@ pub const CONTROLLER_NAME: &str = "istio.io/mesh-controller";
 pub const MANAGED_LABEL: &str = "gateway.istio.io/managed";
 pub const MANAGED_VALUE: &str = "istio.io-mesh-controller";
 const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
-/// The ConfigMap holding the mesh root certificate in every namespace with a waypoint.
+/// The ConfigMap holding the mesh root certificate, in every namespace as istiod's namespace controller keeps it:
+/// Istio's charts mount it into ztunnel and waypoint pods (`/var/run/secrets/istio/root-cert.pem`).
 pub const ROOT_CERT_CONFIGMAP: &str = "istio-ca-root-cert";
+/// Namespaces istiod leaves without the root certificate (its injection-ignored system namespaces).
+const NO_ROOT_CERT_NAMESPACES: [&str; 4] = [
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+];
 /// Readiness port of the waypoint (`/healthz/ready`).
 const STATUS_PORT: u16 = 15021;
 const STATS_PORT: u16 = 15020;
@@ -330,13 +338,15 @@ fn route_status(store: &Store, obj: &ManifestObject, entry: &Entry) -> Option<Va
 /// Everything the controller should hold and write, from the objects the API server holds.
 pub fn desired(store: &Store, settings: &Settings) -> Desired {
     let mut out = Desired::default();
-    let mut waypoint_namespaces = BTreeMap::new();
+    // Namespaces that get the root certificate: every namespace, and each one with a waypoint (its Namespace
+    // object may not have been seen yet).
+    let mut root_cert_namespaces = BTreeMap::new();
     for (key, entry) in store.entries() {
         let Ok(obj) = &entry.parsed else { continue };
         match &obj.object {
             Object::Gateway(g) if g.is_waypoint() => {
                 out.objects.extend(waypoint_objects(key, entry, settings));
-                waypoint_namespaces.insert(key.namespace.clone(), ());
+                root_cert_namespaces.insert(key.namespace.clone(), ());
                 let listeners: Vec<String> =
                     g.spec.listeners.iter().map(|l| l.name.clone()).collect();
                 out.statuses.push((
@@ -351,10 +361,13 @@ pub fn desired(store: &Store, settings: &Settings) -> Desired {
                         .push((key.clone(), entry.api_version.clone(), status));
                 }
             }
+            Object::Namespace(_) if !NO_ROOT_CERT_NAMESPACES.contains(&key.name.as_str()) => {
+                root_cert_namespaces.insert(key.name.clone(), ());
+            }
             _ => {}
         }
     }
-    for ns in waypoint_namespaces.keys() {
+    for ns in root_cert_namespaces.keys() {
         out.objects.push(json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",

@@ -8,7 +8,7 @@ pub use hbone::env_vars::{EnvVar, help};
 
 hbone::env_vars! {
     XDS_ADDRESS = "XDS_ADDRESS", "",
-        "delta ADS server for workloads and policies (http:// = plaintext, else TLS)";
+        "delta ADS server for workloads and policies: host:port or https:// (TLS), http:// (plaintext)";
     LOCAL_XDS_PATH = "LOCAL_XDS_PATH", "",
         "YAML file with the workloads and policies instead of xDS, re-read when it changes";
     LOCAL_XDS = "LOCAL_XDS", "",
@@ -24,15 +24,15 @@ hbone::env_vars! {
     FAKE_CA = "FAKE_CA", "false",
         "true: certificates from a self-signed root made at start-up (one node only; tests)";
     CA_ADDRESS = "CA_ADDRESS", "",
-        "Istio CA that signs workload certificates (http:// = plaintext); required unless FAKE_CA=true";
+        "Istio CA that signs workload certificates, as XDS_ADDRESS; required unless FAKE_CA=true";
     CA_ROOT_CA = "CA_ROOT_CA", "/var/run/secrets/istio/root-cert.pem",
         "PEM roots that verify the CA";
     ALT_CA_HOSTNAME = "ALT_CA_HOSTNAME", "",
         "name to verify in the CA's certificate instead of the address's host";
     CA_HEADER = "CA_HEADER_", "",
         "extra gRPC metadata on CA requests";
-    AUTH_TOKEN = "AUTH_TOKEN", "",
-        "file whose content is sent as `authorization: Bearer ...` to xDS and the CA";
+    AUTH_TOKEN = "AUTH_TOKEN", "/var/run/secrets/tokens/istio-token",
+        "file whose content is sent as `authorization: Bearer ...` to xDS and the CA (default: if it exists)";
     SECRET_TTL = "SECRET_TTL", "24h",
         "requested workload certificate lifetime (5s, 300ms, 2m, 1h or seconds)";
     INSTANCE_IP = "INSTANCE_IP", "127.0.0.1",
@@ -51,6 +51,10 @@ hbone::env_vars! {
         "the network this node is on";
     NODE_NAME = "NODE_NAME", "",
         "the Kubernetes node this ztunnel serves";
+    SERVICE_ACCOUNT = "SERVICE_ACCOUNT", "",
+        "this ztunnel's own service account (shown in the config dump; the CA learns it from the token)";
+    INPOD_ENABLED = "INPOD_ENABLED", "true",
+        "pods are handed over on INPOD_UDS (the only mode: false is refused)";
     INPOD_UDS = "INPOD_UDS", "/var/run/ztunnel/ztunnel.sock",
         "ZDS socket on which the node agent hands over pods";
     INPOD_PORT_REUSE = "INPOD_PORT_REUSE", "true",
@@ -74,8 +78,14 @@ hbone::env_vars! {
         "Prometheus metrics endpoint";
     READINESS_ADDR = "READINESS_ADDR", "0.0.0.0:15021",
         "readiness endpoint (/healthz/ready)";
-    ZTUNNEL_WORKER_THREADS = "ZTUNNEL_WORKER_THREADS", "2, at most the CPU count",
-        "runtime worker threads: N, or N% of the CPUs";
+    ZTUNNEL_WORKER_THREADS = "ZTUNNEL_WORKER_THREADS", "max(2, CPU request), at most the usable CPUs",
+        "runtime worker threads: N, or N% of the usable CPUs";
+    ZTUNNEL_RESOURCE_CPU_LIMIT = "ZTUNNEL_RESOURCE_CPU_LIMIT", "",
+        "the container's CPU limit in whole CPUs (usable CPUs; 0 or unset: the machine's)";
+    ZTUNNEL_CPU_LIMIT = "ZTUNNEL_CPU_LIMIT", "",
+        "older name of ZTUNNEL_RESOURCE_CPU_LIMIT (Istio's chart sets it from limits.cpu)";
+    ZTUNNEL_RESOURCE_CPU_REQUEST = "ZTUNNEL_RESOURCE_CPU_REQUEST", "",
+        "the container's CPU request in whole CPUs: the default worker threads when above 2";
     ENABLE_RESPONSE_BAGGAGE = "ENABLE_RESPONSE_BAGGAGE", "true",
         "answer inbound HBONE with a baggage header of the destination workload's metadata";
     TLS12_ENABLED = "TLS12_ENABLED", "false",
@@ -86,6 +96,8 @@ hbone::env_vars! {
         "log line format: plain or json";
     RUST_LOG = "RUST_LOG", "info",
         "log filter (tracing EnvFilter directives, e.g. info,ztunnel::proxy=debug)";
+    RUST_BACKTRACE = "RUST_BACKTRACE", "",
+        "1: a panic prints a backtrace (read by the Rust runtime)";
 }
 
 #[cfg(test)]
@@ -107,6 +119,8 @@ mod tests {
         ISTIO_VERSION,
         LOG_FORMAT,
         RUST_LOG,
+        // Applied only when the file exists (checked in `config::tests`).
+        AUTH_TOKEN,
     ];
 
     #[test]

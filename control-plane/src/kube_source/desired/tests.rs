@@ -71,6 +71,40 @@ fn a_waypoint_gateway_gets_its_account_deployment_service_and_root_cert_owned_by
 }
 
 #[test]
+fn every_namespace_but_the_system_ones_gets_the_root_cert() {
+    let mut store = Store::default();
+    for ns in ["istio-system", "shop", "kube-system", "kube-public"] {
+        let uid = format!("{ns}-uid");
+        apply(
+            &mut store,
+            "Namespace",
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "uid": uid, "resourceVersion": "1"}}),
+        );
+    }
+    let d = desired(&store, &settings());
+    let maps: Vec<(&str, &str)> = d
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "ConfigMap")
+        .map(|o| {
+            assert_eq!(o["data"]["root-cert.pem"], "ROOT");
+            (
+                o["metadata"]["namespace"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            ("istio-system", ROOT_CERT_CONFIGMAP),
+            ("shop", ROOT_CERT_CONFIGMAP)
+        ]
+    );
+}
+
+#[test]
 fn the_gateway_is_programmed_once_its_service_has_an_address() {
     let mut store = Store::default();
     apply(&mut store, "Gateway", gateway());
