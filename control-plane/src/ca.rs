@@ -1,6 +1,7 @@
 //! The mesh CA as the control plane serves it: the Istio CA API (`hbone`'s `CaService`) over a
 //! root kept in `--ca-dir` (made on first start, reused after a restart so certificates already
-//! issued stay valid), plus the control plane's own TLS serving certificate under that root.
+//! issued stay valid) — on a cluster, when `--ca-dir` holds none, in the Secret every replica
+//! shares ([`root_secret`]) — plus the control plane's own TLS serving certificate under that root.
 //!
 //! Callers authenticate one of two ways ([`CaAuth`]):
 //! * the local mesh's static tokens ([`tokens`], `--ca-tokens`): a node's token binds its caller
@@ -14,6 +15,7 @@
 //! Refusals are opaque to the caller and logged with their reason (see `hbone::ca::CaService`).
 
 mod review_cache;
+pub mod root_secret;
 pub mod tokenreview;
 pub mod tokens;
 
@@ -50,6 +52,12 @@ pub enum CaSetupError {
     },
     #[error("CA material in {dir}: {reason}")]
     Material { dir: String, reason: String },
+    #[error("CA root Secret {namespace}/{name}: {reason}")]
+    Secret {
+        namespace: String,
+        name: String,
+        reason: String,
+    },
 }
 
 /// `(node, namespace, service account)` of every pod the manifests place on a node.
@@ -91,21 +99,39 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Loads `root-cert.pem`/`root-key.pem` from `dir`, or makes and stores a new root.
-pub fn load_or_create_root(dir: &Path, trust_domain: &str) -> Result<Root, CaSetupError> {
+/// The root in `dir` (`root-cert.pem`, `root-key.pem`), if both files are there.
+pub fn load_root(dir: &Path) -> Result<Option<Root>, CaSetupError> {
     let cert_path = dir.join("root-cert.pem");
     let key_path = dir.join("root-key.pem");
-    if cert_path.exists() && key_path.exists() {
-        return Ok(Root {
-            cert_pem: std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?,
-            key_pem: std::fs::read_to_string(&key_path).map_err(io(&key_path))?,
-        });
+    if !(cert_path.exists() && key_path.exists()) {
+        return Ok(None);
+    }
+    Ok(Some(Root {
+        cert_pem: std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?,
+        key_pem: std::fs::read_to_string(&key_path).map_err(io(&key_path))?,
+    }))
+}
+
+/// Loads `root-cert.pem`/`root-key.pem` from `dir`, or makes and stores a new root.
+pub fn load_or_create_root(dir: &Path, trust_domain: &str) -> Result<Root, CaSetupError> {
+    if let Some(root) = load_root(dir)? {
+        return Ok(root);
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let bad = |e: rcgen::Error| CaSetupError::Material {
+    let root = new_root(trust_domain).map_err(|reason| CaSetupError::Material {
         dir: dir.display().to_string(),
-        reason: e.to_string(),
-    };
+        reason,
+    })?;
+    let key_path = dir.join("root-key.pem");
+    let cert_path = dir.join("root-cert.pem");
+    write_private(&key_path, &root.key_pem).map_err(io(&key_path))?;
+    write_private(&cert_path, &root.cert_pem).map_err(io(&cert_path))?;
+    Ok(root)
+}
+
+/// A new self-signed root for `trust_domain` (EC P-256, 10 years).
+pub fn new_root(trust_domain: &str) -> Result<Root, String> {
+    let bad = |e: rcgen::Error| e.to_string();
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(bad)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -119,13 +145,10 @@ pub fn load_or_create_root(dir: &Path, trust_domain: &str) -> Result<Root, CaSet
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_after = (std::time::SystemTime::now() + ROOT_VALIDITY).into();
     let cert = params.self_signed(&key).map_err(bad)?;
-    let root = Root {
+    Ok(Root {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
-    };
-    write_private(&key_path, &root.key_pem).map_err(io(&key_path))?;
-    write_private(&cert_path, &root.cert_pem).map_err(io(&cert_path))?;
-    Ok(root)
+    })
 }
 
 /// A serving certificate under `root` for `dns_names` and `ips`: `(cert chain PEM, key PEM)`.

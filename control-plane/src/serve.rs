@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Where the CA root lives (created on first start, reused later).
     #[arg(long, env = "CONTROL_PLANE_CA_DIR")]
     pub ca_dir: PathBuf,
+    /// On a Kubernetes source, when --ca-dir holds no root: the Secret in --namespace that every replica
+    /// shares the root through (istiod's is `istio-ca-secret`), made by the first one.
+    #[arg(long, env = "CA_ROOT_SECRET")]
+    pub ca_root_secret: Option<String>,
     /// JSON `{"<token>": "<node>" | {"serviceAccount": "<ns>/<sa>"}}`: who may ask the CA for
     /// certificates, as a node's tunnel or as one workload identity (see `ca::TokenSubject`).
     /// Without it, on a Kubernetes source, callers present service-account tokens that the API
@@ -118,6 +122,7 @@ impl ServeArgs {
             tls: false,
             tls_dns_names: vec![],
             ca_dir,
+            ca_root_secret: None,
             ca_tokens: None,
             token_audiences: vec![crate::ca::DEFAULT_AUDIENCE.into()],
             max_workload_cert_ttl: crate::ca::DEFAULT_MAX_WORKLOAD_CERT_TTL,
@@ -176,12 +181,27 @@ pub async fn start(
     if !args.tls && !loopback(args.listen.ip()) {
         return Err(ServeError::PlaintextOffLoopback(args.listen));
     }
-    let root = crate::ca::load_or_create_root(&args.ca_dir, &args.trust_domain)?;
-    let pods = crate::ca::PodsOnNodes::default();
     let kube = match &args.manifests {
         Some(_) => None,
         None => Some(crate::kube_source::client(args.kubeconfig.as_deref()).await?),
     };
+    // A root in --ca-dir wins (the chart's ca.existingSecret); replicas on a cluster share one through the
+    // --ca-root-secret Secret; otherwise (the local mesh) the root is made and kept in --ca-dir.
+    let root = match (
+        crate::ca::load_root(&args.ca_dir)?,
+        &kube,
+        &args.ca_root_secret,
+    ) {
+        (Some(root), _, _) => root,
+        (None, Some(client), Some(secret)) => {
+            crate::ca::root_secret::load_or_create(client, &args.namespace, secret, || {
+                crate::ca::new_root(&args.trust_domain)
+            })
+            .await?
+        }
+        _ => crate::ca::load_or_create_root(&args.ca_dir, &args.trust_domain)?,
+    };
+    let pods = crate::ca::PodsOnNodes::default();
     // Static tokens when given (the local mesh, also on an API server); otherwise, on a cluster, the
     // callers' service-account tokens, reviewed by the API server (istiod's way).
     let auth = match (&args.ca_tokens, &kube) {

@@ -768,8 +768,15 @@ fn installed_charts_run_the_control_plane_on_their_rbac() {
     ];
     let run_dir = work.path().join("allowed");
     std::fs::create_dir_all(&run_dir).unwrap();
-    // The shortest Lease, renewed every second: its renewal (`update`) is exercised within the test.
-    let cp = ControlPlaneProc::start_kube(&kubeconfig, &run_dir, &["--lease-duration", "3s"], &env);
+    // The shortest Lease, renewed every second: its renewal (`update`) is exercised within the test. The CA root
+    // Secret as the chart names it.
+    let shared_root = ["--ca-root-secret", "istio-ca-secret"];
+    let cp = ControlPlaneProc::start_kube(
+        &kubeconfig,
+        &run_dir,
+        &["--lease-duration", "3s", shared_root[0], shared_root[1]],
+        &env,
+    );
     let status = cp.wait_status(
         "the pod and Service translated",
         Duration::from_secs(20),
@@ -822,12 +829,57 @@ fn installed_charts_run_the_control_plane_on_their_rbac() {
         let (holder, now) = lease(&api)?;
         (holder == "control-plane-0" && now != renewed).then_some(())
     });
-    let log = cp.proc.stderr();
+    // A second replica (its own empty CA dir) takes the root the first stored in the Secret: both sign under one
+    // root, the one published in istio-ca-root-cert.
+    let second_dir = work.path().join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second = ControlPlaneProc::start_kube(
+        &kubeconfig,
+        &second_dir,
+        &shared_root,
+        &[
+            ("POD_NAME", "control-plane-1"),
+            ("POD_NAMESPACE", NAMESPACE),
+        ],
+    );
+    let secret = api
+        .get_json(&["secret", "istio-ca-secret", "-n", NAMESPACE])
+        .unwrap();
+    assert_eq!(secret["type"], "istio.io/ca-root");
+    let b64 = secret["data"]["ca-cert.pem"].as_str().unwrap();
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let root_pem = String::from_utf8(decoded.stdout).unwrap();
+    let published = api
+        .get_json(&["configmap", "istio-ca-root-cert", "-n", "shop"])
+        .unwrap();
+    assert_eq!(published["data"]["root-cert.pem"], root_pem.as_str());
+    assert!(
+        cp.proc
+            .stderr()
+            .contains("new CA root stored in its Secret")
+    );
+    assert!(
+        second
+            .proc
+            .stderr()
+            .contains("CA root read from its Secret")
+    );
+    assert!(!second_dir.join("ca/root-key.pem").exists());
+    let log = format!("{}{}", cp.proc.stderr(), second.proc.stderr());
     assert!(
         !log.to_lowercase().contains("forbidden"),
         "the chart's RBAC refused the control plane something:\n{log}"
     );
-    drop(cp);
+    drop((cp, second));
 
     // Without list/watch on pods the control plane cannot read the cluster: it never serves a translation.
     let role = api
