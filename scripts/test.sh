@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "the end-to-end tests create network namespaces: run as root" >&2; exit 1; }
 bash scripts/install-deps.sh
 bash scripts/kube.sh build   # etcd + kube-apiserver for the tests that need a real API server (built once)
+bash scripts/istiod.sh build # istiod (pilot-discovery) + istioctl for tests/tests/istiod.rs (built once)
 bash scripts/helm.sh build   # helm, kubernetes-validate and checkov for tests/tests/helm.rs (built once)
 bash scripts/images.sh       # the OCI images (release binaries) that tests/tests/images.rs runs with podman
 cargo build --quiet --workspace --bins

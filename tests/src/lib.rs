@@ -6,6 +6,7 @@
 //! Beside it, needing no root: [`peers`] runs the control plane and real third-party xDS clients as processes on
 //! 127.0.0.1, and [`kube`] a real Kubernetes API server (kube-apiserver + etcd, see `scripts/kube.sh`).
 
+pub mod istiod;
 pub mod kube;
 pub mod peers;
 pub mod podman;
