@@ -5,6 +5,7 @@
 #   istiod.sh build             build pilot-discovery and istioctl once into $PEERS_CACHE
 #   istiod.sh module-dir        print the unpacked istio.io/istio module's directory (Helm charts under
 #                               manifests/charts/, e.g. manifests/charts/ztunnel), downloading it if missing; cheap
+#   istiod.sh istioctl-path     print the built istioctl's path (fails when it is not built)
 #   istiod.sh up DIR KUBE_DIR   start istiod against the API server of `kube.sh up KUBE_DIR`, with its logs and
 #                               state in DIR; write DIR/env (ports) and DIR/root-cert.pem (istiod's CA root)
 #   istiod.sh down DIR          stop what `up` started (PIDs in DIR/pids) and remove DIR; idempotent
@@ -310,8 +311,9 @@ cmd_watch() {
 case "${1:-}" in
   build) cmd_build ;;
   module-dir | chart-dir) peers_need_go; module_dir ;;
+  istioctl-path) [ -x "$ISTIOCTL" ] || die "istioctl is not built: run istiod.sh build"; echo "$ISTIOCTL" ;;
   up) cmd_up "${2:-}" "${3:-}" ;;
   down) cmd_down "${2:-}" ;;
   _watch) cmd_watch "$2" "$3" ;;
-  *) die "usage: istiod.sh build | module-dir | up DIR KUBE_DIR | down DIR" ;;
+  *) die "usage: istiod.sh build | module-dir | istioctl-path | up DIR KUBE_DIR | down DIR" ;;
 esac

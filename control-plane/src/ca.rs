@@ -143,7 +143,10 @@ pub fn new_root(trust_domain: &str) -> Result<Root, String> {
         .push(DnType::CommonName, "mesh control plane root CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_after = (std::time::SystemTime::now() + ROOT_VALIDITY).into();
+    // Valid from a little before now (clock skew between nodes), not rcgen's default of 1975.
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + ROOT_VALIDITY).into();
     let cert = params.self_signed(&key).map_err(bad)?;
     Ok(Root {
         cert_pem: cert.pem(),
@@ -171,7 +174,9 @@ pub fn serving_certificate(
         .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
         .chain(ips.iter().map(|ip| SanType::IpAddress(*ip)))
         .collect();
-    params.not_after = (std::time::SystemTime::now() + Duration::from_secs(365 * 86400)).into();
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + Duration::from_secs(365 * 86400)).into();
     let cert = params.signed_by(&key, &issuer).map_err(bad)?;
     Ok((cert.pem() + &root.cert_pem, key.serialize_pem()))
 }

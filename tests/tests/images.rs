@@ -12,7 +12,9 @@
 //!   `istio-ca` token bound to the pod, the ZDS socket directory, `/tmp`), its security context — against our
 //!   control plane serving xDS and the CA on the address the chart names (`istiod.istio-system.svc:15012`). It
 //!   becomes ready on the chart's probe, receives the cluster's workloads, and, given a pod of its node over ZDS,
-//!   gets that pod's certificate from the CA with the projected token.
+//!   gets that pod's certificate from the CA with the projected token; and `istioctl ztunnel-config` (real
+//!   istioctl, `scripts/istiod.sh`) reads its config dump: the same workloads, services, certificate serial and
+//!   expiry.
 //!
 //! Needs root, `scripts/images.sh`, `scripts/kube.sh build`, `scripts/helm.sh build` (scripts/test.sh runs them).
 
@@ -124,21 +126,11 @@ const HOST_IP: &str = "172.31.250.1";
 const NODE_IP: &str = "172.31.250.2";
 const NODE: &str = "chart-node";
 
-/// Istio's ztunnel chart, rendered with our image: `(container, volumes)` of its DaemonSet's pod template.
+/// The DaemonSet of Istio's ztunnel chart, rendered with our image.
 fn istio_chart_daemonset() -> Result<Value> {
-    let root = workspace_root();
-    let module = run(
-        "bash",
-        &[
-            root.join("scripts/istiod.sh").to_str().unwrap(),
-            "module-dir",
-        ],
-    )?;
+    let module = run("bash", &[root_script("istiod.sh").as_str(), "module-dir"])?;
     let chart = Path::new(module.trim()).join("manifests/charts/ztunnel");
-    let helm = run(
-        "bash",
-        &[root.join("scripts/helm.sh").to_str().unwrap(), "path"],
-    )?;
+    let helm = run("bash", &[root_script("helm.sh").as_str(), "path"])?;
     let rendered = run(
         helm.trim(),
         &[
@@ -426,6 +418,79 @@ fn istios_ztunnel_chart_runs_our_image_against_our_control_plane() -> Result<()>
             })
         })
     })?;
+
+    // istioctl reads our dump as it reads Istio's ztunnel's: the same rows, serials and dates.
+    let file = dir.path().join("config_dump.json");
+    let d = dump()?;
+    std::fs::write(&file, serde_json::to_string(&d)?)?;
+    let istioctl = run(
+        "bash",
+        &[root_script("istiod.sh").as_str(), "istioctl-path"],
+    )?;
+    let ctl = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["ztunnel-config"];
+        all.extend_from_slice(args);
+        all.extend(["--file", file.to_str().unwrap()]);
+        run(istioctl.trim(), &all)
+    };
+    let workloads = ctl(&["workloads"])?;
+    let row = |table: &str, first: &str, second: &str| -> Vec<String> {
+        table
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .find(|c| c.len() > 2 && c[0] == first && c[1] == second)
+            .unwrap_or_else(|| panic!("no {first} {second} row in:\n{table}"))
+    };
+    assert_eq!(
+        row(&workloads, "shop", "app")[2..5],
+        ["172.31.251.7", NODE, "None"],
+        "{workloads}"
+    );
+    assert_eq!(row(&workloads, "shop", "app")[5], "HBONE", "{workloads}");
+    let services = ctl(&["services"])?;
+    assert_eq!(
+        row(&services, "default", "kubernetes")[2],
+        "10.96.0.1",
+        "{services}"
+    );
+    let certs = ctl(&["certificates"])?;
+    let leaf = &d["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["identity"] == identity)
+        .unwrap()["certChain"][0];
+    let serial_hex = {
+        let out = run_stdin(
+            "openssl",
+            &["x509", "-noout", "-serial"],
+            leaf["pem"].as_str().unwrap(),
+        )?;
+        out.trim()
+            .trim_start_matches("serial=")
+            .trim_start_matches('0')
+            .to_lowercase()
+    };
+    let leaf_row = row(&certs, identity, "Leaf");
+    assert_eq!(
+        leaf_row[2..6],
+        [
+            "Available".to_owned(),
+            "true".into(),
+            serial_hex,
+            leaf["expirationTime"].as_str().unwrap().into()
+        ],
+        "{certs}"
+    );
+    let all: Value = serde_json::from_str(&ctl(&["all", "-o", "json"])?)?;
+    assert_eq!(all["certificates"][0]["identity"], identity);
+    assert!(
+        all["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "app" && w["protocol"] == "HBONE")
+    );
     Ok(())
 }
 
@@ -441,6 +506,37 @@ fn wait_for_configmap(api: &ApiServer, ns: &str, name: &str) -> Result<Value> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `scripts/<name>` of the workspace.
+fn root_script(name: &str) -> String {
+    workspace_root()
+        .join("scripts")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `PROGRAM ARGS` with `stdin`, its stdout (failing with stderr).
+fn run_stdin(program: &str, args: &[&str], stdin: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {program}"))?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{program}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Deletes a host link on drop.

@@ -42,7 +42,7 @@ fn cert_json(der: &[u8]) -> Value {
     }
 }
 
-/// Serial (hex) and validity of a DER certificate.
+/// Serial (decimal, as istioctl parses it) and validity of a DER certificate.
 fn x509_summary(der: &[u8]) -> Option<(String, SystemTime, SystemTime)> {
     let cert = hbone::tls::certificate_summary(der).ok()?;
     Some(cert)
@@ -119,7 +119,7 @@ impl ConfigDump {
             "policies": snap.policies().values().map(|p| p.as_ref()).collect::<Vec<_>>(),
             "stagedServices": staged,
             "staticConfig": self.static_config,
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": crate::version::BuildInfo::from_env(),
             "configVersion": snap.version(),
             "config": self.config.dump(),
             "certificates": self

@@ -2,7 +2,8 @@
 //! (`version.BuildInfo{Version:"…", GitRevision:"…", …}`), which Istio's tooling reads.
 //!
 //! The build-time fields come from `build.rs`; only the Istio version is read at run time
-//! ([`ISTIO_VERSION`]). Does not own the `version` metric or the config dump's version.
+//! ([`ISTIO_VERSION`]). The config dump's `version` is this object in camelCase, as upstream's. Does not own
+//! the `version` metric.
 
 use std::fmt;
 
@@ -12,7 +13,8 @@ use crate::config::vars::ISTIO_VERSION;
 const CRYPTO_PROVIDER: &str = "aws-lc-rs";
 
 /// This binary's build.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BuildInfo {
     /// The crate version.
     pub version: &'static str,

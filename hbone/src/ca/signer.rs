@@ -48,6 +48,10 @@ impl Signer {
             .push(DnType::OrganizationName, common_name);
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        // Ten years from an hour ago (clock skew), not rcgen's defaults of 1975 to 4096.
+        let now = SystemTime::now();
+        params.not_before = (now - Duration::from_secs(3600)).into();
+        params.not_after = (now + Duration::from_secs(10 * 365 * 86400)).into();
         let cert = params.self_signed(&key).map_err(err)?;
         Ok(Self {
             issuer: Issuer::new(params, key),

@@ -161,7 +161,7 @@ impl WorkloadCertificate {
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())
     }
-    /// Hex serial of the leaf.
+    /// Serial of the leaf (decimal).
     pub fn serial(&self) -> &str {
         &self.serial
     }

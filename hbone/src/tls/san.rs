@@ -56,12 +56,12 @@ pub(crate) fn validity(der: &[u8]) -> Result<(SystemTime, SystemTime), SanError>
     ))
 }
 
-/// Hex serial number, for logs and config dumps.
+/// Serial number in decimal, as upstream ztunnel's config dump writes it and istioctl parses it.
 pub(crate) fn serial(der: &[u8]) -> Result<String, SanError> {
-    Ok(parse(der)?.raw_serial_as_string())
+    Ok(parse(der)?.tbs_certificate.serial.to_string())
 }
 
-/// Serial number (hex) and validity window of a DER certificate, for diagnostics.
+/// Serial number (decimal) and validity window of a DER certificate, for diagnostics.
 pub fn certificate_summary(der: &[u8]) -> Result<(String, SystemTime, SystemTime), SanError> {
     let (from, to) = validity(der)?;
     Ok((serial(der)?, from, to))
