@@ -26,8 +26,8 @@ fn parses_every_document_and_skips_empty_ones() {
     let Object::Pod(p) = &objs[0].object else {
         panic!("not a pod")
     };
-    assert_eq!(p.spec.restart_policy, RestartPolicy::Always);
-    assert_eq!(p.spec.service_account(), "default");
+    assert_eq!(p.pod_spec().restart(), RestartPolicy::Always);
+    assert_eq!(p.pod_spec().service_account(), "default");
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn errors_name_the_object_and_the_field() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, command: [x], ports: [{containerPort: 70000}]}]}\n",
             "spec.containers[0].ports[0].containerPort",
-            "invalid value",
+            "must be 1-65535, not 70000",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, command: [x]}, {name: c, command: [y]}]}\n",
@@ -94,7 +94,7 @@ fn errors_name_the_object_and_the_field() {
         (
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: -1, selector: {matchLabels: {app: a}}, template: {metadata: {labels: {app: a}}, spec: {containers: [{name: c, command: [x]}]}}}\n",
             "spec.replicas",
-            "invalid value",
+            "-1 is not 0-256",
         ),
         (
             "apiVersion: meshctl.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec: {nodez: 2}\n",
@@ -105,6 +105,46 @@ fn errors_name_the_object_and_the_field() {
             "apiVersion: meshctl.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec: {nodes: 0}\n",
             "spec.nodes",
             "must be",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {namespace: a}\nspec: {containers: [{name: c}]}\n",
+            "metadata.name",
+            "required",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
+            "spec",
+            "required",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\nstatus: {podIP: fd00::1}\n",
+            "status.podIP",
+            "not an IPv4 address",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {restartPolicy: Sometimes, containers: [{name: c}]}\n",
+            "spec.restartPolicy",
+            "not one of Always",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80, protocol: SCTP}]}\n",
+            "spec.ports[0].protocol",
+            "use TCP or UDP",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80, targetPort: 0}]}\n",
+            "spec.ports[0].targetPort",
+            "must be 1-65535",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {rules: [{from: [{source: {trustDomains: [td]}}]}]}\n",
+            "spec.rules[0].from[0].source.trustDomains",
+            "not supported",
+        ),
+        (
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {rules: [{from: [{source: {principal: [x]}}]}]}\n",
+            "spec.rules[0].from[0].source.principal",
+            "unknown field `principal`",
         ),
     ];
     for (text, field, msg) in cases {
@@ -171,8 +211,8 @@ fn mesh_kinds_parse_with_unknown_fields_ignored() {
     let Object::Pod(p) = &objs[4].object else {
         panic!()
     };
-    assert!(!p.status.is_ready());
-    assert_eq!(p.metadata.owner_references[0].name, "web-abc");
+    assert!(!p.is_ready());
+    assert_eq!(p.metadata.owner_references()[0].name, "web-abc");
     // Kind and apiVersion round-trip through the serialized form (the CLI sends objects to the daemon).
     let json = serde_json::to_string(&objs[1].object).unwrap();
     assert!(json.contains("\"kind\":\"HTTPRoute\""), "{json}");
@@ -386,8 +426,8 @@ fn pods_are_accepted_as_the_api_server_returns_them() {
     let Object::Pod(pod) = &objects[0].object else {
         panic!("not a pod: {:?}", objects[0].object)
     };
-    assert!(pod.spec.containers[0].command.is_empty());
-    assert_eq!(pod.spec.node_name.as_deref(), Some("node-a"));
-    assert_eq!(pod.status.pod_ip, Some("10.244.1.7".parse().unwrap()));
-    assert!(pod.status.is_ready());
+    assert!(pod.pod_spec().containers[0].command.is_none());
+    assert_eq!(pod.pod_spec().node_name.as_deref(), Some("node-a"));
+    assert_eq!(pod.pod_ip(), Some("10.244.1.7".parse().unwrap()));
+    assert!(pod.is_ready());
 }
