@@ -255,7 +255,7 @@ fn peer_authentication(p: &PeerAuthentication, root: &str, out: &mut Translated)
         .port_level_mtls
         .iter()
         .filter(|(_, m)| matches!(m.mode, MtlsMode::Permissive | MtlsMode::Disable))
-        .map(|(port, _)| *port)
+        .map(|(port, _)| port.0)
         .collect();
     let m = Match {
         not_principals: vec![StringMatch::Presence()],

@@ -186,7 +186,42 @@ pub struct PeerAuthenticationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsSetting>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub port_level_mtls: BTreeMap<u16, MtlsSetting>,
+    pub port_level_mtls: BTreeMap<PortKey, MtlsSetting>,
+}
+
+/// A port number as a map key: a number in YAML, a string in JSON (as the API server returns
+/// `portLevelMtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PortKey(pub u16);
+
+impl<'de> Deserialize<'de> for PortKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected, Visitor};
+        struct Port;
+        impl Visitor<'_> for Port {
+            type Value = PortKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a port number")
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<PortKey, E> {
+                u16::try_from(v)
+                    .map(PortKey)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<PortKey, E> {
+                u16::try_from(v)
+                    .map(PortKey)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<PortKey, E> {
+                v.parse()
+                    .map(PortKey)
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(Port)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -398,36 +398,5 @@ fn mesh_kind_errors_name_the_field() {
     }
 }
 
+mod api_server;
 mod extensions;
-
-/// A Pod exactly as the API server returns it: image only, server-set metadata, `managedFields`, env from a
-/// Secret, status with IPs and conditions, and fields we do not know.
-#[test]
-fn pods_are_accepted_as_the_api_server_returns_them() {
-    let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-7d9f8b6c5-x2k4p","namespace":"shop",
-      "uid":"0b6c2a4e-1f0d-4c55-9a35-7c8d7ab3f1e2","resourceVersion":"4711","creationTimestamp":"2026-12-07T10:00:00Z",
-      "generateName":"web-7d9f8b6c5-","labels":{"app":"web","pod-template-hash":"7d9f8b6c5"},
-      "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f8b6c5","uid":"u","controller":true,"blockOwnerDeletion":true}],
-      "managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-12-07T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{}}}]},
-      "spec":{"containers":[{"name":"web","image":"nginx:1.27","ports":[{"name":"http","containerPort":80,"protocol":"TCP"}],
-        "env":[{"name":"PASSWORD","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}],
-        "resources":{},"terminationMessagePath":"/dev/termination-log","imagePullPolicy":"IfNotPresent"}],
-        "restartPolicy":"Always","terminationGracePeriodSeconds":30,"dnsPolicy":"ClusterFirst","serviceAccountName":"web",
-        "serviceAccount":"web","nodeName":"node-a","securityContext":{},"schedulerName":"default-scheduler",
-        "tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}],
-        "priority":0,"enableServiceLinks":true,"preemptionPolicy":"PreemptLowerPriority"},
-      "status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastProbeTime":null}],
-        "hostIP":"172.18.0.2","podIP":"10.244.1.7","podIPs":[{"ip":"10.244.1.7"}],"qosClass":"BestEffort"}}"#;
-    let objects = parse_files(&[ManifestFile {
-        name: "api.json".into(),
-        text: json.into(),
-    }])
-    .unwrap();
-    let Object::Pod(pod) = &objects[0].object else {
-        panic!("not a pod: {:?}", objects[0].object)
-    };
-    assert!(pod.pod_spec().containers[0].command.is_none());
-    assert_eq!(pod.pod_spec().node_name.as_deref(), Some("node-a"));
-    assert_eq!(pod.pod_ip(), Some("10.244.1.7".parse().unwrap()));
-    assert!(pod.is_ready());
-}
