@@ -20,7 +20,7 @@ use ztunnel::model::{
 use crate::manifest::security::{
     AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzRule, MtlsMode, PeerAuthentication,
 };
-use crate::manifest::{ManifestObject, Object};
+use crate::manifest::{ManifestObject, MetaExt, Object};
 
 /// `istio.io/dry-run: "true"`: evaluate and log, never enforce.
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
@@ -203,7 +203,7 @@ fn authorization_policy(p: &AuthorizationPolicy, root: &str, out: &mut Translate
         out,
         root,
         &ns,
-        &p.metadata.name,
+        p.metadata.name(),
         action,
         rules,
         spec.selector.as_ref().map(|s| &s.match_labels),
@@ -211,7 +211,7 @@ fn authorization_policy(p: &AuthorizationPolicy, root: &str, out: &mut Translate
     if let Some(last) = out.policies.last_mut() {
         last.dry_run = p
             .metadata
-            .annotations
+            .annotations()
             .get(DRY_RUN_ANNOTATION)
             .is_some_and(|v| v == "true");
     }
@@ -255,7 +255,7 @@ fn peer_authentication(p: &PeerAuthentication, root: &str, out: &mut Translated)
         .port_level_mtls
         .iter()
         .filter(|(_, m)| matches!(m.mode, MtlsMode::Permissive | MtlsMode::Disable))
-        .map(|(port, _)| *port)
+        .map(|(port, _)| port.0)
         .collect();
     let m = Match {
         not_principals: vec![StringMatch::Presence()],
@@ -266,7 +266,7 @@ fn peer_authentication(p: &PeerAuthentication, root: &str, out: &mut Translated)
     let name = if selector.is_none() && ns == root {
         "istio_converted_static_strict".to_owned()
     } else {
-        format!("converted_peer_authentication_{}", p.metadata.name)
+        format!("converted_peer_authentication_{}", p.metadata.name())
     };
     push(
         out,

@@ -3,14 +3,19 @@
 //! Owns parsing and per-object field checks; every error names the file, the document, the object and the field.
 //! It does not own cross-object checks (duplicates, selectors, capacity): see `plan`.
 //!
-//! Kinds: core (`types`), Istio security (`security`), Gateway API Gateway/HTTPRoute/GRPCRoute
-//! (`gateway`), Istio DestinationRule (`networking`), the `meshctl.dev` route extensions
-//! FaultInjection and LocalRateLimit (`extensions`); durations in `duration`.
+//! The types are the Kubernetes ecosystem's, one per kind, for the file source and the API server alike
+//! (`object` puts them in one enum): core kinds from `k8s-openapi` (`types`; `access` reads their optional
+//! fields with Kubernetes' defaults), and `kube` custom resources for Istio security (`security`), Gateway API
+//! Gateway/HTTPRoute/GRPCRoute (`gateway`), Istio DestinationRule (`networking`) and the `meshctl.dev` route
+//! extensions FaultInjection and LocalRateLimit (`extensions`, whose CRDs are generated from them). Kubernetes
+//! semantics shared by the translation and the local mesh live in `semantics`; durations in `duration`.
 
+pub mod access;
 pub mod duration;
 pub mod extensions;
 pub mod gateway;
 pub mod networking;
+mod object;
 mod rules;
 pub mod security;
 pub mod semantics;
@@ -23,10 +28,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
+pub use access::{
+    DeploymentExt, Labels, MetaExt, PodExt, PodSpecExt, PortExt, Protocol, RestartPolicy,
+    ServiceExt,
+};
 pub use duration::parse_duration;
 pub use extensions::{FaultInjection, LocalRateLimit};
 pub use gateway::{Gateway, GrpcRoute, HttpRoute};
 pub use networking::DestinationRule;
+use object::{KINDS, Reader};
+pub use object::{Object, ObjectKey};
 pub use security::{AuthorizationPolicy, PeerAuthentication};
 pub use types::*;
 
@@ -92,146 +103,6 @@ impl ManifestError {
     }
 }
 
-/// The kinds the local mesh accepts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind")]
-pub enum Object {
-    Namespace(Namespace),
-    ServiceAccount(ServiceAccount),
-    Pod(Pod),
-    Deployment(Deployment),
-    Service(Service),
-    Cluster(Cluster),
-    AuthorizationPolicy(AuthorizationPolicy),
-    PeerAuthentication(PeerAuthentication),
-    Gateway(Gateway),
-    #[serde(rename = "HTTPRoute")]
-    HttpRoute(HttpRoute),
-    #[serde(rename = "GRPCRoute")]
-    GrpcRoute(GrpcRoute),
-    DestinationRule(DestinationRule),
-    FaultInjection(FaultInjection),
-    LocalRateLimit(LocalRateLimit),
-}
-
-/// `(kind, apiVersion)` of every accepted kind.
-const KINDS: &[(&str, &str)] = &[
-    ("Namespace", "v1"),
-    ("ServiceAccount", "v1"),
-    ("Pod", "v1"),
-    ("Service", "v1"),
-    ("Deployment", "apps/v1"),
-    ("AuthorizationPolicy", "security.istio.io/v1"),
-    ("PeerAuthentication", "security.istio.io/v1"),
-    ("Gateway", "gateway.networking.k8s.io/v1"),
-    ("HTTPRoute", "gateway.networking.k8s.io/v1"),
-    ("GRPCRoute", "gateway.networking.k8s.io/v1"),
-    ("DestinationRule", "networking.istio.io/v1"),
-    ("Cluster", "meshctl.dev/v1alpha1"),
-    ("FaultInjection", "meshctl.dev/v1alpha1"),
-    ("LocalRateLimit", "meshctl.dev/v1alpha1"),
-];
-
-impl Object {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Object::Namespace(_) => "Namespace",
-            Object::ServiceAccount(_) => "ServiceAccount",
-            Object::Pod(_) => "Pod",
-            Object::Deployment(_) => "Deployment",
-            Object::Service(_) => "Service",
-            Object::Cluster(_) => "Cluster",
-            Object::AuthorizationPolicy(_) => "AuthorizationPolicy",
-            Object::PeerAuthentication(_) => "PeerAuthentication",
-            Object::Gateway(_) => "Gateway",
-            Object::HttpRoute(_) => "HTTPRoute",
-            Object::GrpcRoute(_) => "GRPCRoute",
-            Object::DestinationRule(_) => "DestinationRule",
-            Object::FaultInjection(_) => "FaultInjection",
-            Object::LocalRateLimit(_) => "LocalRateLimit",
-        }
-    }
-
-    pub fn meta(&self) -> &ObjectMeta {
-        match self {
-            Object::Namespace(o) => &o.metadata,
-            Object::ServiceAccount(o) => &o.metadata,
-            Object::Pod(o) => &o.metadata,
-            Object::Deployment(o) => &o.metadata,
-            Object::Service(o) => &o.metadata,
-            Object::Cluster(o) => &o.metadata,
-            Object::AuthorizationPolicy(o) => &o.metadata,
-            Object::PeerAuthentication(o) => &o.metadata,
-            Object::Gateway(o) => &o.metadata,
-            Object::HttpRoute(o) => &o.metadata,
-            Object::GrpcRoute(o) => &o.metadata,
-            Object::DestinationRule(o) => &o.metadata,
-            Object::FaultInjection(o) => &o.metadata,
-            Object::LocalRateLimit(o) => &o.metadata,
-        }
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Object::Namespace(o) => &mut o.metadata,
-            Object::ServiceAccount(o) => &mut o.metadata,
-            Object::Pod(o) => &mut o.metadata,
-            Object::Deployment(o) => &mut o.metadata,
-            Object::Service(o) => &mut o.metadata,
-            Object::Cluster(o) => &mut o.metadata,
-            Object::AuthorizationPolicy(o) => &mut o.metadata,
-            Object::PeerAuthentication(o) => &mut o.metadata,
-            Object::Gateway(o) => &mut o.metadata,
-            Object::HttpRoute(o) => &mut o.metadata,
-            Object::GrpcRoute(o) => &mut o.metadata,
-            Object::DestinationRule(o) => &mut o.metadata,
-            Object::FaultInjection(o) => &mut o.metadata,
-            Object::LocalRateLimit(o) => &mut o.metadata,
-        }
-    }
-
-    pub fn is_namespaced(&self) -> bool {
-        !matches!(self, Object::Namespace(_) | Object::Cluster(_))
-    }
-
-    /// The namespace of a namespaced object (`default` when unset), `None` for cluster-scoped kinds.
-    pub fn namespace(&self) -> Option<&str> {
-        self.is_namespaced()
-            .then(|| self.meta().namespace.as_deref().unwrap_or("default"))
-    }
-
-    /// The identity of the object: `(kind, namespace, name)`.
-    pub fn key(&self) -> ObjectKey {
-        ObjectKey {
-            kind: self.kind().to_string(),
-            namespace: self.namespace().unwrap_or_default().to_string(),
-            name: self.meta().name.clone(),
-        }
-    }
-
-    pub fn display(&self) -> String {
-        self.key().to_string()
-    }
-}
-
-/// `(kind, namespace, name)`; the namespace is empty for cluster-scoped kinds.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ObjectKey {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
-        }
-    }
-}
-
 /// An object and the document it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestObject {
@@ -287,16 +158,9 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// `object` as a document [`parse_document`] reads back (with its `apiVersion`).
+/// `object` as a document [`parse_document`] reads back (with its `apiVersion` and `kind`).
 pub fn to_document(object: &Object) -> serde_json::Value {
-    let mut v = serde_json::to_value(object).unwrap_or_default();
-    if let (Some(map), Some((_, api))) = (
-        v.as_object_mut(),
-        KINDS.iter().find(|(k, _)| *k == object.kind()),
-    ) {
-        map.insert("apiVersion".into(), (*api).into());
-    }
-    v
+    serde_json::to_value(object).unwrap_or_default()
 }
 
 /// Parses every document of every file. Empty documents are skipped.
@@ -386,25 +250,11 @@ pub fn parse_document(source: Source, value: Value) -> Result<ManifestObject, Ma
             ));
         }
     }
-    let typed = |v: Value| -> Result<Object, ManifestError> {
-        Ok(match kind.as_str() {
-            "Namespace" => Object::Namespace(typed_field(v, &source, &label)?),
-            "ServiceAccount" => Object::ServiceAccount(typed_field(v, &source, &label)?),
-            "Pod" => Object::Pod(typed_field(v, &source, &label)?),
-            "Deployment" => Object::Deployment(typed_field(v, &source, &label)?),
-            "Service" => Object::Service(typed_field(v, &source, &label)?),
-            "AuthorizationPolicy" => Object::AuthorizationPolicy(typed_field(v, &source, &label)?),
-            "PeerAuthentication" => Object::PeerAuthentication(typed_field(v, &source, &label)?),
-            "Gateway" => Object::Gateway(typed_field(v, &source, &label)?),
-            "HTTPRoute" => Object::HttpRoute(typed_field(v, &source, &label)?),
-            "GRPCRoute" => Object::GrpcRoute(typed_field(v, &source, &label)?),
-            "DestinationRule" => Object::DestinationRule(typed_field(v, &source, &label)?),
-            "FaultInjection" => Object::FaultInjection(typed_field(v, &source, &label)?),
-            "LocalRateLimit" => Object::LocalRateLimit(typed_field(v, &source, &label)?),
-            _ => Object::Cluster(typed_field(v, &source, &label)?),
-        })
+    let reader = Tracked {
+        source: &source,
+        label: &label,
     };
-    let mut object = typed(value)?;
+    let mut object = Object::read(&kind, value, &reader)?;
     if !object.is_namespaced() {
         object.meta_mut().namespace = None;
     }
@@ -413,31 +263,37 @@ pub fn parse_document(source: Source, value: Value) -> Result<ManifestObject, Ma
     Ok(parsed)
 }
 
-fn typed_field<T: DeserializeOwned>(
-    value: Value,
-    source: &Source,
-    label: &str,
-) -> Result<T, ManifestError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        // serde_yaml_ng appends its own position, which is meaningless for an in-memory value.
-        let message = inner
-            .split(" at line ")
-            .next()
-            .unwrap_or(&inner)
-            .to_string();
-        ManifestError {
-            location: Some(source.clone()),
-            object: Some(label.to_string()),
-            field: Some(if path == "." {
-                "(object)".to_string()
-            } else {
-                path
-            }),
-            message,
-        }
-    })
+/// Reads a document's typed fields; errors name the field path.
+struct Tracked<'a> {
+    source: &'a Source,
+    label: &'a str,
+}
+
+impl Reader for Tracked<'_> {
+    type Error = ManifestError;
+
+    fn read<T: DeserializeOwned>(&self, value: Value) -> Result<T, ManifestError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // serde_yaml_ng appends its own position, which is meaningless for an in-memory value.
+            let message = inner
+                .split(" at line ")
+                .next()
+                .unwrap_or(&inner)
+                .to_string();
+            ManifestError {
+                location: Some(self.source.clone()),
+                object: Some(self.label.to_string()),
+                field: Some(if path == "." {
+                    "(object)".to_string()
+                } else {
+                    path
+                }),
+                message,
+            }
+        })
+    }
 }
 
 #[cfg(test)]

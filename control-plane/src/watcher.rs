@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::ca::PodsOnNodes;
-use crate::manifest::{self, ManifestObject, Object};
+use crate::manifest::{self, ManifestObject, Object, PodExt, PodSpecExt};
 use crate::source::MeshSource;
 use crate::translate::{Options, translate};
 
@@ -80,12 +80,12 @@ pub fn pods_on_nodes(
         .iter()
         .filter_map(|o| match &o.object {
             Object::Pod(p) => Some((
-                p.spec.node_name.clone()?,
+                p.pod_spec().node_name.clone()?,
                 p.metadata
                     .namespace
                     .clone()
                     .unwrap_or_else(|| "default".into()),
-                p.spec.service_account().to_owned(),
+                p.pod_spec().service_account().to_owned(),
             )),
             _ => None,
         })

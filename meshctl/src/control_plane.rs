@@ -28,8 +28,7 @@ use ::control_plane::ca::TokenSubject;
 
 use crate::cluster::NodeConfig;
 use crate::error::Error;
-use crate::manifest::RestartPolicy;
-use crate::manifest::{ManifestObject, Object};
+use crate::manifest::{ManifestObject, MetaExt, Object, PodSpecExt, RestartPolicy};
 use crate::netns;
 use crate::paths::MeshPaths;
 use crate::plan::{DesiredPod, Name, Plan};
@@ -438,10 +437,10 @@ pub fn documents(
                 let mut svc = svc.clone();
                 let key = (
                     o.object.namespace().unwrap_or_default().to_owned(),
-                    svc.metadata.name.clone(),
+                    svc.metadata.name().to_owned(),
                 );
                 if let Some(ip) = plan.services.get(&key).and_then(|s| s.cluster_ip) {
-                    svc.spec.cluster_ip = Some(ip.to_string());
+                    svc.spec.get_or_insert_default().cluster_ip = Some(ip.to_string());
                 }
                 listed.insert(key);
                 docs.push(crate::manifest::to_document(&Object::Service(svc)));
@@ -514,19 +513,21 @@ fn service_object(svc: &crate::plan::DesiredService) -> crate::manifest::Service
     use crate::manifest::{ObjectMeta, Service, ServiceSpec};
     Service {
         metadata: ObjectMeta {
-            name: svc.name.clone(),
+            name: Some(svc.name.clone()),
             namespace: Some(svc.namespace.clone()),
-            labels: svc.labels.clone(),
+            labels: (!svc.labels.is_empty()).then(|| svc.labels.clone()),
             ..ObjectMeta::default()
         },
-        spec: ServiceSpec {
+        spec: Some(ServiceSpec {
             selector: svc.selector.clone(),
-            ports: svc.ports.clone(),
+            ports: Some(svc.ports.clone()),
             cluster_ip: Some(
                 svc.cluster_ip
                     .map_or_else(|| "None".to_owned(), |ip| ip.to_string()),
             ),
-        },
+            ..ServiceSpec::default()
+        }),
+        status: None,
     }
 }
 

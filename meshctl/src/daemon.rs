@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::cluster::ClusterConfig;
 use crate::control::{Request, Response};
 use crate::error::Error;
-use crate::manifest::{self, ManifestFile, ManifestObject};
+use crate::manifest::{self, ManifestFile, ManifestObject, PortExt};
 use crate::paths::MeshPaths;
 use crate::plan::{self, Existing, Name, Plan};
 use crate::pods::{self, RunningPod};
@@ -416,10 +416,10 @@ impl Mesh {
                     .filter_map(|p| plan::target_port(port, &p.desired.spec).map(|t| (p.ip, t)))
                     .collect();
                 rules.push(ServiceRule {
-                    name: format!("{}/{}:{}", svc.namespace, svc.name, port.port),
+                    name: format!("{}/{}:{}", svc.namespace, svc.name, port.number()),
                     vip,
-                    port: port.port,
-                    protocol: port.protocol,
+                    port: port.number(),
+                    protocol: port.proto(),
                     endpoints,
                 });
             }

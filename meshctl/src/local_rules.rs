@@ -3,7 +3,9 @@
 //! not Kubernetes': the control plane accepts Pods exactly as the API server returns them (image-only, any
 //! `valueFrom`), so they are checked here, before planning.
 
-use crate::manifest::{Container, ManifestError, ManifestObject, Object, PodSpec};
+use crate::manifest::{
+    Container, DeploymentExt, ManifestError, ManifestObject, Object, PodExt, PodSpec,
+};
 
 /// Field paths of the downward API the local mesh fills in.
 pub const FIELD_PATHS: &[&str] = &[
@@ -20,8 +22,8 @@ pub const FIELD_PATHS: &[&str] = &[
 pub fn check(objects: &[ManifestObject]) -> Result<(), ManifestError> {
     for obj in objects {
         match &obj.object {
-            Object::Pod(p) => check_spec(obj, "spec", &p.spec)?,
-            Object::Deployment(d) => check_spec(obj, "spec.template.spec", &d.spec.template.spec)?,
+            Object::Pod(p) => check_spec(obj, "spec", p.pod_spec())?,
+            Object::Deployment(d) => check_spec(obj, "spec.template.spec", d.template_spec())?,
             _ => {}
         }
     }
@@ -36,14 +38,15 @@ fn check_spec(obj: &ManifestObject, at: &str, spec: &PodSpec) -> Result<(), Mani
 }
 
 fn check_container(obj: &ManifestObject, here: &str, c: &Container) -> Result<(), ManifestError> {
-    if c.command.first().is_none_or(String::is_empty) {
+    let command = c.command.as_deref().unwrap_or_default();
+    if command.first().is_none_or(String::is_empty) {
         return Err(ManifestError::at(
             obj,
             &format!("{here}.command"),
             "must name a program (the local mesh runs processes, not images)",
         ));
     }
-    for (j, e) in c.env.iter().enumerate() {
+    for (j, e) in c.env.iter().flatten().enumerate() {
         let field = format!("{here}.env[{j}]");
         match (&e.value, &e.value_from) {
             (Some(_), Some(_)) => {

@@ -16,7 +16,7 @@ use cni_plugin::pods::PodMeta;
 
 use crate::cluster::ClusterConfig;
 use crate::error::Error;
-use crate::manifest::RestartPolicy;
+use crate::manifest::{PodSpecExt, RestartPolicy};
 use crate::paths::MeshPaths;
 use crate::plan::{DesiredPod, Name};
 use crate::status::ComponentStatus;

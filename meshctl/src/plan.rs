@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::ClusterConfig;
 use crate::manifest::semantics::{self, ClusterIp};
 use crate::manifest::{
-    IntOrString, ManifestError, ManifestObject, Object, ObjectKey, PodSpec, Service, ServicePort,
+    DeploymentExt, IntOrString, ManifestError, ManifestObject, MetaExt, Object, ObjectKey, PodExt,
+    PodSpec, PodSpecExt, PortExt, Service, ServiceExt, ServicePort,
 };
 
 /// `(namespace, name)`.
@@ -120,7 +121,7 @@ fn plan_objects(
     for obj in objects {
         if let Object::Namespace(ns) = &obj.object {
             plan.namespaces
-                .insert(ns.metadata.name.clone(), ns.metadata.labels.clone());
+                .insert(ns.metadata.name().to_owned(), ns.metadata.labels().clone());
         }
     }
     for ns in plan.namespaces.keys() {
@@ -142,7 +143,7 @@ fn plan_objects(
         if let Object::ServiceAccount(sa) = &obj.object {
             plan.service_accounts.insert((
                 obj.object.namespace().unwrap_or_default().into(),
-                sa.metadata.name.clone(),
+                sa.metadata.name().to_owned(),
             ));
         }
     }
@@ -153,29 +154,31 @@ fn plan_objects(
             Object::Pod(p) => {
                 let pod = desired_pod(
                     &ns,
-                    &p.metadata.name,
-                    &p.metadata.labels,
-                    &p.metadata.annotations,
-                    &p.spec,
+                    p.metadata.name(),
+                    p.metadata.labels(),
+                    p.metadata.annotations(),
+                    p.pod_spec(),
                     None,
                 );
                 pending.push((obj, pod, "spec"));
             }
             Object::Deployment(d) => {
-                let t = &d.spec.template;
-                let hash = digest(&serde_json::to_string(t).unwrap_or_default());
-                let mut labels = t.metadata.labels.clone();
+                let template = d.spec.as_ref().map(|s| &s.template);
+                let hash = digest(&serde_json::to_string(&template).unwrap_or_default());
+                let mut labels = d.template_meta().labels().clone();
                 labels.insert("pod-template-hash".into(), hash[..10].to_string());
-                for i in 0..d.spec.replicas {
-                    let name = format!("{}-{}-{i}", d.metadata.name, &hash[..10]);
-                    let owner = Some(format!("Deployment {ns}/{}", d.metadata.name));
+                let deployment = d.metadata.name();
+                for i in 0..d.replicas() {
+                    let name = format!("{deployment}-{}-{i}", &hash[..10]);
+                    let owner = Some(format!("Deployment {ns}/{deployment}"));
+                    let annotations = d.template_meta().annotations();
                     let pod =
-                        desired_pod(&ns, &name, &labels, &t.metadata.annotations, &t.spec, owner);
+                        desired_pod(&ns, &name, &labels, annotations, d.template_spec(), owner);
                     pending.push((obj, pod, "spec.template.spec"));
                 }
             }
             Object::Gateway(g) if g.is_waypoint() => {
-                let pod = waypoints::pod(&ns, &g.metadata.name, &cluster.trust_domain);
+                let pod = waypoints::pod(&ns, g.metadata.name(), &cluster.trust_domain);
                 pending.push((obj, pod, "spec"));
             }
             _ => {}
@@ -320,9 +323,9 @@ fn plan_service(
     existing: &Existing,
 ) -> Result<DesiredService, ManifestError> {
     let ns = obj.object.namespace().unwrap_or_default().to_string();
-    let name = svc.metadata.name.clone();
+    let name = svc.metadata.name().to_owned();
     let taken = taken_ips(plan);
-    let asked = semantics::cluster_ip(svc.spec.cluster_ip.as_deref())
+    let asked = semantics::cluster_ip(svc.cluster_ip())
         .map_err(|e| ManifestError::at(obj, "spec.clusterIP", e))?;
     let cluster_ip = match asked {
         ClusterIp::Headless => None,
@@ -348,7 +351,7 @@ fn plan_service(
                 .ok_or_else(|| exhausted(cluster, obj, "spec.clusterIP"))?,
         ),
     };
-    if let Some(selector) = &svc.spec.selector {
+    if let Some(selector) = svc.selector() {
         let selected: Vec<&DesiredPod> = plan
             .pods
             .values()
@@ -362,11 +365,11 @@ fn plan_service(
                 format!("selects no pods ({})", sel.join(",")),
             ));
         }
-        for (i, port) in svc.spec.ports.iter().enumerate() {
-            if let Some(IntOrString::Str(pname)) = &port.target_port
+        for (i, port) in svc.ports().iter().enumerate() {
+            if let Some(IntOrString::String(pname)) = &port.target_port
                 && !selected
                     .iter()
-                    .any(|p| named_port(&p.spec, pname, port.protocol).is_some())
+                    .any(|p| named_port(&p.spec, pname, port.proto()).is_some())
             {
                 return Err(ManifestError::at(
                     obj,
@@ -379,10 +382,10 @@ fn plan_service(
     Ok(DesiredService {
         namespace: ns,
         name,
-        labels: svc.metadata.labels.clone(),
+        labels: svc.metadata.labels().clone(),
         cluster_ip,
-        selector: svc.spec.selector.clone(),
-        ports: svc.spec.ports.clone(),
+        selector: svc.selector().cloned(),
+        ports: svc.ports().to_vec(),
     })
 }
 

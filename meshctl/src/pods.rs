@@ -2,6 +2,7 @@
 //!
 //! Creation undoes itself on error, so a pod is either fully there or not at all.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::ClusterConfig;
 use crate::cni::{self, RuntimeConf};
 use crate::error::Error;
+use crate::manifest::{PodSpecExt, PortExt, Protocol};
 use crate::netns;
 use crate::node_agents;
 use crate::paths::MeshPaths;
@@ -102,7 +104,7 @@ pub fn create(
         supervisor.start(
             pod.key(),
             netns_name.clone(),
-            pod.spec.restart_policy,
+            pod.spec.restart(),
             containers,
         );
         Ok(running)
@@ -127,13 +129,8 @@ pub fn delete(paths: &MeshPaths, supervisor: &Supervisor, pods: &[RunningPod]) -
     let grace = pods
         .iter()
         .map(|p| {
-            Duration::from_secs(
-                p.desired
-                    .spec
-                    .termination_grace_period_seconds
-                    .unwrap_or(30)
-                    .into(),
-            )
+            let seconds = p.desired.spec.termination_grace_period_seconds;
+            Duration::from_secs(u64::try_from(seconds.unwrap_or(30)).unwrap_or(0))
         })
         .max()
         .unwrap_or_default()
@@ -194,7 +191,7 @@ pub(crate) fn container_specs(
                 ("PATH".to_string(), base_path.clone()),
                 ("HOSTNAME".to_string(), d.name.clone()),
             ];
-            for e in &c.env {
+            for e in c.env.iter().flatten() {
                 let value = match (&e.value, &e.value_from) {
                     (Some(v), _) => v.clone(),
                     (None, Some(from)) => from
@@ -206,7 +203,10 @@ pub(crate) fn container_specs(
                 env.retain(|(k, _)| *k != e.name);
                 env.push((e.name.clone(), value));
             }
-            let mut argv: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
+            let mut argv: Vec<String> = (c.command.iter().flatten())
+                .chain(c.args.iter().flatten())
+                .cloned()
+                .collect();
             if let Some(l) = launch.filter(|l| l.container == c.name) {
                 if let Some(first) = argv.first_mut() {
                     *first = l.binary.display().to_string();
@@ -255,11 +255,9 @@ fn ports_ready(pod: &RunningPod) -> bool {
     let ports: Vec<u16> = pod
         .desired
         .spec
-        .containers
-        .iter()
-        .flat_map(|c| &c.ports)
-        .filter(|p| p.protocol == crate::manifest::Protocol::Tcp)
-        .map(|p| p.container_port)
+        .container_ports()
+        .filter(|p| p.proto() == Protocol::Tcp)
+        .map(PortExt::number)
         .collect();
     if ports.is_empty() {
         return true;
@@ -279,38 +277,45 @@ impl RunningPod {
     /// gave it, Ready, and its Deployment as owner.
     pub fn as_pod_object(&self) -> crate::manifest::Pod {
         use crate::manifest::{ObjectMeta, OwnerReference, Pod, PodCondition, PodStatus};
+        let labels = |l: &BTreeMap<String, String>| (!l.is_empty()).then(|| l.clone());
         let d = &self.desired;
         let owner_references = d
             .owner
             .as_deref()
             .and_then(|o| o.strip_prefix("Deployment "))
             .and_then(|o| o.rsplit('/').next())
-            .map(|name| OwnerReference {
-                api_version: Some("apps/v1".into()),
-                kind: "Deployment".into(),
-                name: name.to_owned(),
-                controller: Some(true),
-            })
-            .into_iter()
-            .collect();
+            .map(|name| {
+                vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: name.to_owned(),
+                    // The API server requires one; the local mesh's Deployments are not API objects.
+                    uid: format!("meshctl-{name}"),
+                    controller: Some(true),
+                    ..OwnerReference::default()
+                }]
+            });
         let mut spec = d.spec.clone();
         spec.node_name = Some(d.node.clone());
         Pod {
             metadata: ObjectMeta {
-                name: d.name.clone(),
+                name: Some(d.name.clone()),
                 namespace: Some(d.namespace.clone()),
-                labels: d.labels.clone(),
-                annotations: d.annotations.clone(),
+                labels: labels(&d.labels),
+                annotations: labels(&d.annotations),
                 owner_references,
+                ..ObjectMeta::default()
             },
-            spec,
-            status: PodStatus {
-                pod_ip: Some(self.ip),
-                conditions: vec![PodCondition {
-                    kind: "Ready".into(),
+            spec: Some(spec),
+            status: Some(PodStatus {
+                pod_ip: Some(self.ip.to_string()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
                     status: "True".into(),
-                }],
-            },
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
         }
     }
 }

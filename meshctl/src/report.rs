@@ -1,6 +1,7 @@
 //! Builds the status report of a running mesh from its plan, its pods and their containers.
 
 use crate::daemon::Mesh;
+use crate::manifest::{PodSpecExt, PortExt};
 use crate::plan::{self, DesiredService};
 use crate::pods::{self, RunningPod};
 use crate::status::*;
@@ -84,8 +85,8 @@ pub fn build(mesh: &Mesh) -> StatusReport {
                 .iter()
                 .map(|p| ServicePortStatus {
                     name: p.name.clone(),
-                    port: p.port,
-                    protocol: p.protocol.as_str().into(),
+                    port: p.number(),
+                    protocol: p.proto().as_str().into(),
                     app_protocol: p.app_protocol.clone(),
                 })
                 .collect(),
@@ -99,7 +100,7 @@ pub fn build(mesh: &Mesh) -> StatusReport {
                         .iter()
                         .filter_map(|sp| {
                             plan::target_port(sp, &p.desired.spec).map(|t| EndpointPort {
-                                port: sp.port,
+                                port: sp.number(),
                                 target_port: t,
                             })
                         })

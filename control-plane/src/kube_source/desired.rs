@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::store::{Entry, Store};
 use crate::manifest::gateway::{BackendRef, HBONE_PORT, ParentRef};
-use crate::manifest::{ManifestObject, Object, ObjectKey};
+use crate::manifest::{ManifestObject, Object, ObjectKey, ServiceExt};
 
 /// `controllerName` of the `istio-waypoint` class and of routes bound to Services, as istiod writes it.
 pub const CONTROLLER_NAME: &str = "istio.io/mesh-controller";
@@ -188,10 +188,9 @@ fn cluster_ip(store: &Store, ns: &str, name: &str) -> Option<String> {
     };
     match &store.get(&key)?.parsed.as_ref().ok()?.object {
         Object::Service(s) => s
-            .spec
-            .cluster_ip
-            .clone()
-            .filter(|ip| !ip.is_empty() && ip != "None"),
+            .cluster_ip()
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .map(str::to_owned),
         _ => None,
     }
 }

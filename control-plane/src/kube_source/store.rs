@@ -252,11 +252,7 @@ mod tests {
         apply(&mut s, pod("a", "1", None));
         assert_eq!(s.len(), 2, "nothing is dropped before the list ends");
         assert!(s.apply(Change::Listed { kind: "Pod" }));
-        let names: Vec<_> = s
-            .objects()
-            .iter()
-            .map(|o| o.object.meta().name.clone())
-            .collect();
+        let names: Vec<_> = s.objects().iter().map(|o| o.object.key().name).collect();
         assert_eq!(names, vec!["a"]);
         assert!(s.apply(Change::Delete {
             kind: "Pod",

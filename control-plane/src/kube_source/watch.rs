@@ -249,6 +249,34 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_is_the_api_resource_of_the_type_it_parses_into() {
+        use crate::manifest::*;
+        use kube::Resource;
+        fn of<K: Resource<DynamicType = ()>>() -> [String; 4] {
+            [K::kind(&()), K::group(&()), K::version(&()), K::plural(&())].map(|s| s.into_owned())
+        }
+        let types = [
+            of::<Namespace>(),
+            of::<ServiceAccount>(),
+            of::<Pod>(),
+            of::<Service>(),
+            of::<AuthorizationPolicy>(),
+            of::<PeerAuthentication>(),
+            of::<DestinationRule>(),
+            of::<Gateway>(),
+            of::<HttpRoute>(),
+            of::<GrpcRoute>(),
+            of::<FaultInjection>(),
+            of::<LocalRateLimit>(),
+        ];
+        let table: Vec<[String; 4]> = KINDS
+            .iter()
+            .map(|k| [k.kind, k.group, k.version, k.plural].map(str::to_owned))
+            .collect();
+        assert_eq!(table, types);
+    }
+
+    #[test]
     fn every_kind_is_one_the_manifest_parser_accepts_at_that_api_version() {
         for k in KINDS {
             let doc = serde_yaml_ng::from_str(&format!(

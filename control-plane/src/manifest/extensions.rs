@@ -13,28 +13,20 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::types::ObjectMeta;
-
 /// The API group of the kinds here, as an `ExtensionRef` names it.
 pub const GROUP: &str = "meshctl.dev";
 pub const FAULT_INJECTION: &str = "FaultInjection";
 pub const LOCAL_RATE_LIMIT: &str = "LocalRateLimit";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FaultInjection {
-    pub metadata: ObjectMeta,
-    pub spec: FaultInjectionSpec,
-}
-
-// The CRD (`crds/meshctl.dev.yaml`) is generated from this type (`FaultInjectionCrd::crd()`).
+// The CRD (`crds/meshctl.dev.yaml`) is generated from this type (`FaultInjection::crd()`).
 /// At least one of `delay` and `abort`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource, JsonSchema)]
 #[kube(
     group = "meshctl.dev",
     version = "v1alpha1",
     kind = "FaultInjection",
-    root = "FaultInjectionCrd",
     namespaced,
+    derive = "PartialEq",
     doc = "Fault injection (Istio's HTTPFaultInjection) for the HTTPRoute/GRPCRoute rules that name it in an ExtensionRef filter"
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -137,21 +129,15 @@ impl GrpcStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LocalRateLimit {
-    pub metadata: ObjectMeta,
-    pub spec: LocalRateLimitSpec,
-}
-
-// The CRD (`crds/meshctl.dev.yaml`) is generated from this type (`LocalRateLimitCrd::crd()`).
+// The CRD (`crds/meshctl.dev.yaml`) is generated from this type (`LocalRateLimit::crd()`).
 /// A token bucket, for the route rules that name it or for the Services of `targetRefs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomResource, JsonSchema)]
 #[kube(
     group = "meshctl.dev",
     version = "v1alpha1",
     kind = "LocalRateLimit",
-    root = "LocalRateLimitCrd",
     namespaced,
+    derive = "PartialEq",
     doc = "A local (per waypoint instance) token-bucket rate limit for the route rules that name it, or for Services"
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -200,7 +186,7 @@ pub fn crds_yaml() -> String {
     let mut out = String::from(
         "# Generated from control-plane/src/manifest/extensions.rs by `UPDATE_CRDS=1 cargo test -p control-plane crds`;\n# do not edit.\n",
     );
-    for crd in [FaultInjectionCrd::crd(), LocalRateLimitCrd::crd()] {
+    for crd in [FaultInjection::crd(), LocalRateLimit::crd()] {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(&crd).unwrap_or_default());
     }

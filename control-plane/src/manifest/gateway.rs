@@ -1,9 +1,14 @@
-//! `gateway.networking.k8s.io/v1` Gateway, HTTPRoute and GRPCRoute: the fields the control plane
-//! translates, strictly typed; every other field is ignored. Checks live in `rules/gateway.rs`.
+//! `gateway.networking.k8s.io/v1` Gateway, HTTPRoute and GRPCRoute as `kube` custom resources (`Gateway`,
+//! `HttpRoute`, `GrpcRoute`: `metadata` + these specs): the fields the control plane translates, strictly
+//! typed; every other field (and `status`) is ignored. Checks live in `rules/gateway.rs`.
+//!
+//! Our own spec types rather than the `gateway-api` crate: its newest release (0.22) is built on kube 4 and
+//! k8s-openapi 0.28, not the kube 5 / k8s-openapi 0.29 this workspace uses, and its generated types make every
+//! field optional. The CRDs are upstream's (installed from `sigs.k8s.io/gateway-api`), so none is generated
+//! from these types.
 
+use kube::CustomResource;
 use serde::{Deserialize, Serialize};
-
-use super::types::ObjectMeta;
 
 /// The Gateway class that makes a Gateway an ambient waypoint.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
@@ -13,19 +18,21 @@ pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 /// The port and protocol every waypoint Gateway must listen on.
 pub const HBONE_PORT: u16 = 15008;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gateway {
-    pub metadata: ObjectMeta,
-    pub spec: GatewaySpec,
-}
-
 impl Gateway {
     pub fn is_waypoint(&self) -> bool {
         self.spec.gateway_class_name == WAYPOINT_CLASS
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomResource)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "Gateway",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     pub gateway_class_name: String,
@@ -72,13 +79,16 @@ impl ParentRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpRoute {
-    pub metadata: ObjectMeta,
-    pub spec: HttpRouteSpec,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "HTTPRoute",
+    root = "HttpRoute",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteSpec {
     #[serde(default)]
@@ -313,13 +323,16 @@ pub struct RouteRetry {
     pub backoff: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GrpcRoute {
-    pub metadata: ObjectMeta,
-    pub spec: GrpcRouteSpec,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "GRPCRoute",
+    root = "GrpcRoute",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcRouteSpec {
     #[serde(default)]

@@ -1,19 +1,21 @@
-//! `networking.istio.io/v1` DestinationRule: the traffic policy fields the control plane turns
+//! `networking.istio.io/v1` DestinationRule, a `kube` custom resource (`metadata` + this spec; the CRD is
+//! Istio's, so none is generated here): the traffic policy fields the control plane turns
 //! into Envoy cluster settings (load balancing, connection pool, outlier detection). Subsets,
 //! TLS settings and port-level policies are ignored; so are the other connection pool and
 //! outlier detection fields, except the removed `consecutiveErrors`, which is refused. Checks live in `rules/networking.rs`.
 
+use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
-use super::types::ObjectMeta;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DestinationRule {
-    pub metadata: ObjectMeta,
-    pub spec: DestinationRuleSpec,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource)]
+#[kube(
+    group = "networking.istio.io",
+    version = "v1",
+    kind = "DestinationRule",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationRuleSpec {
     /// A Service hostname: short (`reviews`, relative to the rule's namespace), FQDN, or `*.suffix`.

@@ -6,36 +6,63 @@ mod extensions;
 mod gateway;
 mod networking;
 
-use super::{Container, MAX_NODES, ManifestError, ManifestObject, Object, PodSpec, Service};
+use super::{
+    Container, DeploymentExt, IntOrString, MAX_NODES, ManifestError, ManifestObject, MetaExt,
+    Object, PodSpec, PortExt, Protocol, RestartPolicy, Service, ServiceExt,
+};
 
 /// The most replicas one Deployment may ask for: a bound against typos, far above what one machine runs.
 const MAX_REPLICAS: u32 = 256;
 
 pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
     let meta = obj.object.meta();
-    check_dns_label(obj, "metadata.name", &meta.name, obj.object.kind() != "Pod")?;
+    if meta.name.is_none() {
+        return Err(ManifestError::at(obj, "metadata.name", "required"));
+    }
+    check_dns_label(
+        obj,
+        "metadata.name",
+        meta.name(),
+        obj.object.kind() != "Pod",
+    )?;
     if let Some(ns) = &meta.namespace {
         check_dns_label(obj, "metadata.namespace", ns, true)?;
     }
     match &obj.object {
-        Object::Pod(pod) => check_pod_spec(obj, "spec", &pod.spec),
-        Object::Deployment(d) => {
-            if d.spec.replicas > MAX_REPLICAS {
-                return Err(ManifestError::at(
+        Object::Pod(pod) => {
+            let spec = required(obj, "spec", pod.spec.as_ref())?;
+            check_pod_spec(obj, "spec", spec)?;
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref());
+            match ip.map(str::parse::<std::net::Ipv4Addr>) {
+                Some(Err(_)) => Err(ManifestError::at(
                     obj,
-                    "spec.replicas",
-                    format!("{} is over {MAX_REPLICAS}", d.spec.replicas),
-                ));
+                    "status.podIP",
+                    format!("{:?} is not an IPv4 address", ip.unwrap_or_default()),
+                )),
+                _ => Ok(()),
             }
-            if d.spec.selector.match_labels.is_empty() {
+        }
+        Object::Deployment(d) => {
+            let spec = required(obj, "spec", d.spec.as_ref())?;
+            match spec.replicas {
+                Some(n) if !(0..=i64::from(MAX_REPLICAS)).contains(&i64::from(n)) => {
+                    return Err(ManifestError::at(
+                        obj,
+                        "spec.replicas",
+                        format!("{n} is not 0-{MAX_REPLICAS}"),
+                    ));
+                }
+                _ => {}
+            }
+            if d.match_labels().is_empty() {
                 return Err(ManifestError::at(
                     obj,
                     "spec.selector.matchLabels",
                     "must not be empty",
                 ));
             }
-            for (k, v) in &d.spec.selector.match_labels {
-                if d.spec.template.metadata.labels.get(k) != Some(v) {
+            for (k, v) in d.match_labels() {
+                if d.template_meta().labels().get(k) != Some(v) {
                     return Err(ManifestError::at(
                         obj,
                         "spec.template.metadata.labels",
@@ -43,7 +70,8 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
                     ));
                 }
             }
-            check_pod_spec(obj, "spec.template.spec", &d.spec.template.spec)
+            let template = required(obj, "spec.template.spec", spec.template.spec.as_ref())?;
+            check_pod_spec(obj, "spec.template.spec", template)
         }
         Object::Service(svc) => check_service(obj, svc),
         Object::Cluster(c) => check_cluster(obj, &c.spec),
@@ -56,6 +84,35 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
         Object::LocalRateLimit(l) => extensions::check_local_rate_limit(obj, l),
         Object::PeerAuthentication(_) | Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
     }
+}
+
+/// `value`, or an error naming `field` as missing.
+fn required<'v, T>(
+    obj: &ManifestObject,
+    field: &str,
+    value: Option<&'v T>,
+) -> Result<&'v T, ManifestError> {
+    value.ok_or_else(|| ManifestError::at(obj, field, "required"))
+}
+
+/// A port number: 1-65535.
+fn check_port(obj: &ManifestObject, field: &str, port: i32) -> Result<(), ManifestError> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(ManifestError::at(
+            obj,
+            field,
+            format!("must be 1-65535, not {port}"),
+        ))
+    }
+}
+
+/// A `protocol` field: TCP (the default) or UDP.
+fn check_protocol(obj: &ManifestObject, field: &str, p: Option<&str>) -> Result<(), ManifestError> {
+    Protocol::parse(p)
+        .map(drop)
+        .map_err(|e| ManifestError::at(obj, field, e))
 }
 
 fn check_authorization_policy(
@@ -115,6 +172,18 @@ fn check_authorization_policy(
         }
         for (j, from) in rule.from.iter().enumerate() {
             let s = &from.source;
+            for (field, domains) in [
+                ("trustDomains", &s.trust_domains),
+                ("notTrustDomains", &s.not_trust_domains),
+            ] {
+                if !domains.is_empty() {
+                    return Err(ManifestError::at(
+                        obj,
+                        &format!("spec.rules[{i}].from[{j}].source.{field}"),
+                        "is not supported (the workload API has no trust domain match); use principals",
+                    ));
+                }
+            }
             for (field, blocks) in [
                 ("ipBlocks", &s.ip_blocks),
                 ("notIpBlocks", &s.not_ip_blocks),
@@ -175,6 +244,17 @@ fn check_pod_spec(obj: &ManifestObject, at: &str, spec: &PodSpec) -> Result<(), 
     if let Some(sa) = &spec.service_account_name {
         check_dns_label(obj, &format!("{at}.serviceAccountName"), sa, false)?;
     }
+    RestartPolicy::parse(spec.restart_policy.as_deref())
+        .map_err(|e| ManifestError::at(obj, &format!("{at}.restartPolicy"), e))?;
+    if let Some(s) = spec.termination_grace_period_seconds
+        && s < 0
+    {
+        return Err(ManifestError::at(
+            obj,
+            &format!("{at}.terminationGracePeriodSeconds"),
+            "must not be negative",
+        ));
+    }
     for (i, c) in spec.containers.iter().enumerate() {
         let here = format!("{at}.containers[{i}]");
         if spec.containers[..i].iter().any(|o| o.name == c.name) {
@@ -191,37 +271,41 @@ fn check_pod_spec(obj: &ManifestObject, at: &str, spec: &PodSpec) -> Result<(), 
 
 fn check_container(obj: &ManifestObject, here: &str, c: &Container) -> Result<(), ManifestError> {
     check_dns_label(obj, &format!("{here}.name"), &c.name, true)?;
-    for (j, p) in c.ports.iter().enumerate() {
-        if p.container_port == 0 {
-            return Err(ManifestError::at(
-                obj,
-                &format!("{here}.ports[{j}].containerPort"),
-                "must be 1-65535",
-            ));
-        }
+    for (j, p) in c.ports.iter().flatten().enumerate() {
+        check_port(
+            obj,
+            &format!("{here}.ports[{j}].containerPort"),
+            p.container_port,
+        )?;
+        check_protocol(
+            obj,
+            &format!("{here}.ports[{j}].protocol"),
+            p.protocol.as_deref(),
+        )?;
     }
     Ok(())
 }
 
 fn check_service(obj: &ManifestObject, svc: &Service) -> Result<(), ManifestError> {
-    if svc.spec.ports.is_empty() {
+    let spec = required(obj, "spec", svc.spec.as_ref())?;
+    let ports = svc.ports();
+    if ports.is_empty() {
         return Err(ManifestError::at(
             obj,
             "spec.ports",
             "must list at least one port",
         ));
     }
-    for (i, p) in svc.spec.ports.iter().enumerate() {
-        if p.port == 0 {
-            return Err(ManifestError::at(
-                obj,
-                &format!("spec.ports[{i}].port"),
-                "must be 1-65535",
-            ));
-        }
-        if svc.spec.ports[..i]
+    for (i, p) in ports.iter().enumerate() {
+        check_port(obj, &format!("spec.ports[{i}].port"), p.port)?;
+        check_protocol(
+            obj,
+            &format!("spec.ports[{i}].protocol"),
+            p.protocol.as_deref(),
+        )?;
+        if ports[..i]
             .iter()
-            .any(|o| o.port == p.port && o.protocol == p.protocol)
+            .any(|o| o.port == p.port && o.proto() == p.proto())
         {
             return Err(ManifestError::at(
                 obj,
@@ -229,22 +313,18 @@ fn check_service(obj: &ManifestObject, svc: &Service) -> Result<(), ManifestErro
                 format!("duplicate port {}", p.port),
             ));
         }
-        if svc.spec.ports.len() > 1 && p.name.is_none() {
+        if ports.len() > 1 && p.name.is_none() {
             return Err(ManifestError::at(
                 obj,
                 &format!("spec.ports[{i}].name"),
                 "required when there are several ports",
             ));
         }
-        if let Some(super::IntOrString::Int(0)) = p.target_port {
-            return Err(ManifestError::at(
-                obj,
-                &format!("spec.ports[{i}].targetPort"),
-                "must be 1-65535",
-            ));
+        if let Some(IntOrString::Int(t)) = p.target_port {
+            check_port(obj, &format!("spec.ports[{i}].targetPort"), t)?;
         }
     }
-    if let Some(sel) = &svc.spec.selector
+    if let Some(sel) = &spec.selector
         && sel.is_empty()
     {
         return Err(ManifestError::at(

@@ -1,21 +1,28 @@
-//! `security.istio.io/v1` AuthorizationPolicy and PeerAuthentication, typed with the fields the
-//! node tunnel can enforce plus the HTTP-only fields (which matter for how a rule translates).
+//! `security.istio.io/v1` AuthorizationPolicy and PeerAuthentication as `kube` custom resources (`metadata` +
+//! these specs; the CRDs are Istio's, so none is generated here), typed with the fields the node tunnel can
+//! enforce plus the HTTP-only fields (which matter for how a rule translates).
+//!
+//! Unknown fields of a spec (and `status`) are ignored, as for every kind. Inside a rule — `from[].source`,
+//! `to[].operation`, `when[]` — and in `selector` they are errors instead: a condition the control plane did not
+//! read would silently widen or narrow who is allowed. Every field Istio's v1 schema has there is typed here
+//! (so whatever the API server returns parses); those the mesh cannot enforce are refused by `rules`.
 
 use std::collections::BTreeMap;
 
+use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
-use super::types::ObjectMeta;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuthorizationPolicy {
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: AuthorizationPolicySpec,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// `spec` is optional (an AuthorizationPolicy without one allows nothing): the parser supplies `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource)]
+#[kube(
+    group = "security.istio.io",
+    version = "v1",
+    kind = "AuthorizationPolicy",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
 pub struct AuthorizationPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<WorkloadSelector>,
@@ -108,6 +115,11 @@ pub struct AuthzSource {
     pub service_accounts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_service_accounts: Vec<String>,
+    /// Refused by `rules`: the workload API has no trust domain match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_trust_domains: Vec<String>,
     // HTTP-only:
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_principals: Vec<String>,
@@ -157,26 +169,62 @@ pub struct AuthzCondition {
     pub not_values: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerAuthentication {
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: PeerAuthenticationSpec,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// `spec` is optional, as for AuthorizationPolicy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, CustomResource)]
+#[kube(
+    group = "security.istio.io",
+    version = "v1",
+    kind = "PeerAuthentication",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq"
+)]
+#[serde(rename_all = "camelCase")]
 pub struct PeerAuthenticationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<WorkloadSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsSetting>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub port_level_mtls: BTreeMap<u16, MtlsSetting>,
+    pub port_level_mtls: BTreeMap<PortKey, MtlsSetting>,
+}
+
+/// A port number as a map key: a number in YAML, a string in JSON (as the API server returns
+/// `portLevelMtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PortKey(pub u16);
+
+impl<'de> Deserialize<'de> for PortKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected, Visitor};
+        struct Port;
+        impl Visitor<'_> for Port {
+            type Value = PortKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a port number")
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<PortKey, E> {
+                u16::try_from(v)
+                    .map(PortKey)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<PortKey, E> {
+                u16::try_from(v)
+                    .map(PortKey)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<PortKey, E> {
+                v.parse()
+                    .map(PortKey)
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(Port)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MtlsSetting {
     #[serde(default)]
     pub mode: MtlsMode,

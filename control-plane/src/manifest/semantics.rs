@@ -7,8 +7,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use super::access::{PodSpecExt, PortExt, Protocol};
 use super::gateway::HBONE_PORT;
-use super::{IntOrString, PodSpec, Protocol, ServicePort};
+use super::{IntOrString, PodSpec, ServicePort};
 
 /// Label on a Gateway's pods naming the Gateway.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -21,20 +22,18 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
 
 /// The container port named `name` for `protocol` in `spec`.
 pub fn named_port(spec: &PodSpec, name: &str, protocol: Protocol) -> Option<u16> {
-    spec.containers
-        .iter()
-        .flat_map(|c| &c.ports)
-        .find(|p| p.name.as_deref() == Some(name) && p.protocol == protocol)
-        .map(|p| p.container_port)
+    spec.container_ports()
+        .find(|p| p.name.as_deref() == Some(name) && p.proto() == protocol)
+        .map(PortExt::number)
 }
 
 /// The port a Service port reaches on a pod: `targetPort` (number or container port name), else `port`.
 /// `None` when the pod has no container port of that name.
 pub fn target_port(port: &ServicePort, pod: &PodSpec) -> Option<u16> {
     match &port.target_port {
-        None => Some(port.port),
-        Some(IntOrString::Int(p)) => Some(*p),
-        Some(IntOrString::Str(name)) => named_port(pod, name, port.protocol),
+        None => Some(port.number()),
+        Some(IntOrString::Int(p)) => u16::try_from(*p).ok(),
+        Some(IntOrString::String(name)) => named_port(pod, name, port.proto()),
     }
 }
 
@@ -81,10 +80,10 @@ pub fn waypoint_service(gateway: &str) -> (BTreeMap<String, String>, Vec<Service
         BTreeMap::from([(GATEWAY_NAME_LABEL.to_owned(), gateway.to_owned())]),
         vec![ServicePort {
             name: Some("mesh".into()),
-            port: HBONE_PORT,
-            target_port: Some(IntOrString::Int(HBONE_PORT)),
-            protocol: Protocol::Tcp,
-            app_protocol: None,
+            port: i32::from(HBONE_PORT),
+            target_port: Some(IntOrString::Int(i32::from(HBONE_PORT))),
+            protocol: Some(Protocol::Tcp.as_str().into()),
+            ..ServicePort::default()
         }],
     )
 }
@@ -93,7 +92,7 @@ pub fn waypoint_service(gateway: &str) -> (BTreeMap<String, String>, Vec<Service
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::manifest::{Container, ContainerPort, RestartPolicy};
+    use crate::manifest::{Container, ContainerPort};
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -116,42 +115,32 @@ mod tests {
     #[test]
     fn target_ports_by_number_name_or_default() {
         let spec = PodSpec {
-            node_name: None,
-            service_account_name: None,
-            restart_policy: RestartPolicy::Always,
-            termination_grace_period_seconds: None,
             containers: vec![Container {
                 name: "c".into(),
-                image: None,
-                command: vec![],
-                args: vec![],
-                env: vec![],
-                working_dir: None,
-                ports: vec![ContainerPort {
+                ports: Some(vec![ContainerPort {
                     name: Some("http".into()),
                     container_port: 8080,
-                    protocol: Protocol::Tcp,
-                }],
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                }]),
+                ..Container::default()
             }],
+            ..PodSpec::default()
         };
-        let port = |target: Option<IntOrString>, protocol| ServicePort {
-            name: None,
+        let port = |target: Option<IntOrString>, protocol: Option<&str>| ServicePort {
             port: 80,
             target_port: target,
-            protocol,
-            app_protocol: None,
+            protocol: protocol.map(str::to_owned),
+            ..ServicePort::default()
         };
-        assert_eq!(target_port(&port(None, Protocol::Tcp), &spec), Some(80));
+        assert_eq!(target_port(&port(None, None), &spec), Some(80));
         assert_eq!(
-            target_port(&port(Some(IntOrString::Int(9)), Protocol::Tcp), &spec),
+            target_port(&port(Some(IntOrString::Int(9)), Some("TCP")), &spec),
             Some(9)
         );
-        let named = Some(IntOrString::Str("http".into()));
-        assert_eq!(
-            target_port(&port(named.clone(), Protocol::Tcp), &spec),
-            Some(8080)
-        );
-        assert_eq!(target_port(&port(named, Protocol::Udp), &spec), None);
+        let named = Some(IntOrString::String("http".into()));
+        assert_eq!(target_port(&port(named.clone(), None), &spec), Some(8080));
+        assert_eq!(target_port(&port(named, Some("UDP")), &spec), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::canonical;
 use super::destination_rule;
 use super::envoy::{ads, cluster_name, duration, u32v};
 use super::mesh::{Mesh, ServiceView, target_port};
-use crate::manifest::Protocol;
+use crate::manifest::{PortExt, Protocol};
 
 /// A Service port: the index of the Service in `Mesh::services` and the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,7 +81,7 @@ pub(super) fn load_assignment(mesh: &Mesh<'_>, key: ClusterKey) -> ClusterLoadAs
     let port = svc
         .ports
         .iter()
-        .find(|p| p.port == key.port && p.protocol == Protocol::Tcp);
+        .find(|p| p.number() == key.port && p.proto() == Protocol::Tcp);
     let mut lb_endpoints = Vec::new();
     for pod in mesh.selected(svc).filter(|p| p.ready) {
         let Some(target) = port.and_then(|p| target_port(p, pod.spec)) else {

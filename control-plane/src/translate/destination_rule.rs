@@ -40,6 +40,7 @@ use xds::pb::google::protobuf as pbuf;
 
 use super::envoy::{any, parsed, u32v};
 use super::mesh::{DNS_SUFFIX, Mesh, ServiceView};
+use crate::manifest::MetaExt;
 use crate::manifest::networking::{
     ConnectionPool, DestinationRule, OutlierDetection as Outlier, SimpleLb, TrafficPolicy,
 };
@@ -81,7 +82,7 @@ pub(super) fn for_service<'a>(
                 2
             };
             Some((
-                (std::cmp::Reverse(score), place, ns, &dr.metadata.name),
+                (std::cmp::Reverse(score), place, ns, dr.metadata.name()),
                 *dr,
             ))
         })

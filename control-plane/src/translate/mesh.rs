@@ -19,7 +19,8 @@ use crate::manifest::gateway::{GrpcRouteRule, HttpRouteRule};
 use crate::manifest::security::AuthorizationPolicy;
 use crate::manifest::semantics::{self, ClusterIp};
 use crate::manifest::{
-    DestinationRule, Gateway, ManifestError, ManifestObject, Object, PodSpec, Protocol, ServicePort,
+    DeploymentExt, DestinationRule, Gateway, ManifestError, ManifestObject, MetaExt, Object,
+    PodExt, PodSpec, PodSpecExt, PortExt, Protocol, ServiceExt, ServicePort,
 };
 
 mod waypoints;
@@ -123,13 +124,13 @@ fn ns_of(obj: &ManifestObject) -> String {
 /// The deployment a pod's owner reference points at: a `Deployment`, or a `ReplicaSet` named
 /// `<deployment>-<hash>`.
 fn owner(meta: &crate::manifest::ObjectMeta) -> (OwnerKind, String) {
-    let refs = &meta.owner_references;
+    let refs = meta.owner_references();
     let Some(r) = refs
         .iter()
         .find(|r| r.controller == Some(true))
         .or(refs.first())
     else {
-        return (OwnerKind::Pod, meta.name.clone());
+        return (OwnerKind::Pod, meta.name().to_owned());
     };
     match r.kind.as_str() {
         "ReplicaSet" => (
@@ -160,18 +161,18 @@ fn collect_pods<'a>(
     let mut pods = Vec::new();
     for obj in objects {
         if let Object::Pod(p) = &obj.object {
-            if !options.allocate_addresses && p.status.pod_ip.is_none() {
+            if !options.allocate_addresses && p.pod_ip().is_none() {
                 continue;
             }
             pods.push(PodView {
                 source: obj,
                 namespace: ns_of(obj),
-                name: p.metadata.name.clone(),
-                labels: p.metadata.labels.clone(),
-                spec: &p.spec,
-                ip: p.status.pod_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                node: p.spec.node_name.clone().unwrap_or_default(),
-                ready: p.status.is_ready(),
+                name: p.metadata.name().to_owned(),
+                labels: p.metadata.labels().clone(),
+                spec: p.pod_spec(),
+                ip: p.pod_ip().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                node: p.pod_spec().node_name.clone().unwrap_or_default(),
+                ready: p.is_ready(),
                 owner: owner(&p.metadata),
                 waypoint: None,
             });
@@ -191,12 +192,13 @@ fn collect_pods<'a>(
             continue;
         };
         let ns = ns_of(obj);
-        if owned.contains(&(ns.clone(), d.metadata.name.clone())) {
+        let deployment = d.metadata.name();
+        if owned.contains(&(ns.clone(), deployment.to_owned())) {
             continue;
         }
-        let t = &d.spec.template;
-        for i in 0..d.spec.replicas {
-            let name = format!("{}-{i}", d.metadata.name);
+        let spec = d.template_spec();
+        for i in 0..d.replicas() {
+            let name = format!("{deployment}-{i}");
             if !names.insert((ns.clone(), name.clone())) {
                 return Err(ManifestError::at(
                     obj,
@@ -208,12 +210,12 @@ fn collect_pods<'a>(
                 source: obj,
                 namespace: ns.clone(),
                 name,
-                labels: t.metadata.labels.clone(),
-                spec: &t.spec,
+                labels: d.template_meta().labels().clone(),
+                spec,
                 ip: Ipv4Addr::UNSPECIFIED,
-                node: t.spec.node_name.clone().unwrap_or_default(),
+                node: spec.node_name.clone().unwrap_or_default(),
                 ready: true,
-                owner: (OwnerKind::Deployment, d.metadata.name.clone()),
+                owner: (OwnerKind::Deployment, deployment.to_owned()),
                 waypoint: None,
             });
         }
@@ -258,7 +260,8 @@ fn collect_services<'a>(
             continue;
         };
         let ns = ns_of(obj);
-        let asked = semantics::cluster_ip(s.spec.cluster_ip.as_deref())
+        let name = s.metadata.name();
+        let asked = semantics::cluster_ip(s.cluster_ip())
             .map_err(|e| ManifestError::at(obj, "spec.clusterIP", e))?;
         let vip = match asked {
             ClusterIp::Headless => None,
@@ -268,7 +271,7 @@ fn collect_services<'a>(
                 None
             }
             ClusterIp::Ip(ip) => {
-                let me = format!("{ns}/{}", s.metadata.name);
+                let me = format!("{ns}/{name}");
                 if let Some(other) = taken.insert(ip, me) {
                     return Err(ManifestError::at(
                         obj,
@@ -280,13 +283,13 @@ fn collect_services<'a>(
             }
         };
         services.push(ServiceView {
-            hostname: format!("{}.{ns}.{DNS_SUFFIX}", s.metadata.name),
+            hostname: format!("{name}.{ns}.{DNS_SUFFIX}"),
             namespace: ns,
-            name: s.metadata.name.clone(),
-            labels: s.metadata.labels.clone(),
+            name: name.to_owned(),
+            labels: s.metadata.labels().clone(),
             vip,
-            selector: s.spec.selector.clone(),
-            ports: s.spec.ports.clone(),
+            selector: s.selector().cloned(),
+            ports: s.ports().to_vec(),
             waypoint: None,
             source: Some(obj),
         });
@@ -337,22 +340,22 @@ impl<'a> Mesh<'a> {
             match &obj.object {
                 Object::Namespace(n) => {
                     mesh.namespaces
-                        .insert(n.metadata.name.clone(), n.metadata.labels.clone());
+                        .insert(n.metadata.name().to_owned(), n.metadata.labels().clone());
                 }
                 Object::Gateway(g) if g.is_waypoint() => mesh.gateways.push(WaypointView {
                     namespace: ns_of(obj),
-                    name: g.metadata.name.clone(),
+                    name: g.metadata.name().to_owned(),
                     gateway: g,
                 }),
                 Object::HttpRoute(r) => mesh.routes.push(RouteView {
                     namespace: ns_of(obj),
-                    name: r.metadata.name.clone(),
+                    name: r.metadata.name().to_owned(),
                     parents: &r.spec.parent_refs,
                     rules: r.spec.rules.iter().map(RouteRule::Http).collect(),
                 }),
                 Object::GrpcRoute(r) => mesh.routes.push(RouteView {
                     namespace: ns_of(obj),
-                    name: r.metadata.name.clone(),
+                    name: r.metadata.name().to_owned(),
                     parents: &r.spec.parent_refs,
                     rules: r.spec.rules.iter().map(RouteRule::Grpc).collect(),
                 }),
@@ -361,11 +364,11 @@ impl<'a> Mesh<'a> {
                     mesh.waypoint_policies.push(p)
                 }
                 Object::FaultInjection(f) => {
-                    let key = (ns_of(obj), f.metadata.name.clone());
+                    let key = (ns_of(obj), f.metadata.name().to_owned());
                     mesh.fault_injections.insert(key, &f.spec);
                 }
                 Object::LocalRateLimit(l) => {
-                    let key = (ns_of(obj), l.metadata.name.clone());
+                    let key = (ns_of(obj), l.metadata.name().to_owned());
                     mesh.local_rate_limits.insert(key, &l.spec);
                 }
                 _ => {}
@@ -462,5 +465,5 @@ pub(super) use crate::manifest::semantics::target_port;
 
 /// The TCP ports of a Service (UDP ports have no HTTP routes or Envoy clusters).
 pub(super) fn tcp_ports<'s>(svc: &'s ServiceView<'_>) -> impl Iterator<Item = &'s ServicePort> {
-    svc.ports.iter().filter(|p| p.protocol == Protocol::Tcp)
+    svc.ports.iter().filter(|p| p.proto() == Protocol::Tcp)
 }

@@ -17,6 +17,7 @@ use super::clusters::{self, key};
 use super::envoy::{any, http_connection_manager, router_filter};
 use super::mesh::{Mesh, ServiceView, tcp_ports};
 use super::routes::{self, Client};
+use crate::manifest::PortExt;
 
 /// The listener (and route config) names of `svc:port`, full hostname first.
 pub(super) fn names(svc: &ServiceView<'_>, port: u16) -> [String; 3] {
@@ -33,7 +34,7 @@ pub(super) fn snapshot(mesh: &Mesh<'_>) -> Snapshot {
     snap.declare(type_url::ROUTE);
     let mut cluster_keys = BTreeSet::new();
     for svc in &mesh.services {
-        for port in tcp_ports(svc).map(|p| p.port) {
+        for port in tcp_ports(svc).map(PortExt::number) {
             cluster_keys.extend(key(mesh, svc, port));
             let table = routes::table(mesh, svc, port, Client::Grpc);
             cluster_keys.extend(table.clusters.iter().copied());

@@ -180,7 +180,7 @@ spec:
     );
     assert_eq!(w["web-0"].workload_name, "web");
     let with_pod = format!(
-        "{deployment}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-5d8f-abcde\n  namespace: default\n  labels: {{app: web}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, controller: true}}]\nspec: {{containers: [{{name: c, command: [x]}}]}}\n"
+        "{deployment}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-5d8f-abcde\n  namespace: default\n  labels: {{app: web}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, uid: u1, controller: true}}]\nspec: {{containers: [{{name: c, command: [x]}}]}}\n"
     );
     let w = workloads(&run(&with_pod));
     assert_eq!(w.keys().collect::<Vec<_>>(), vec!["web-5d8f-abcde"]);

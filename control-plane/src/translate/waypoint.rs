@@ -26,6 +26,7 @@ use super::clusters;
 use super::extensions;
 use super::mesh::{Mesh, ServiceView, WaypointRef, WaypointView, tcp_ports};
 use super::routes::{self, Client};
+use crate::manifest::PortExt;
 
 /// The address a waypoint's listeners bind: the Gateway's first IP address, else `0.0.0.0`.
 fn bind_address(gw: &WaypointView<'_>) -> String {
@@ -89,7 +90,7 @@ pub(super) fn snapshot(mesh: &Mesh<'_>, gw: &WaypointView<'_>) -> Snapshot {
         .collect();
     let ports: BTreeSet<u16> = services
         .iter()
-        .flat_map(|s| tcp_ports(s).map(|p| p.port))
+        .flat_map(|s| tcp_ports(s).map(PortExt::number))
         .collect();
     let policies = rbac::Policies::for_waypoint(mesh, &me);
     let bind = bind_address(gw);
@@ -101,7 +102,7 @@ pub(super) fn snapshot(mesh: &Mesh<'_>, gw: &WaypointView<'_>) -> Snapshot {
         let on_port: Vec<&ServiceView<'_>> = services
             .iter()
             .copied()
-            .filter(|s| tcp_ports(s).any(|p| p.port == port))
+            .filter(|s| tcp_ports(s).any(|p| p.number() == port))
             .collect();
         let mut taken = BTreeSet::new();
         let virtual_hosts: Vec<VirtualHost> = on_port

@@ -14,7 +14,7 @@ use super::authorization::to_proto;
 use super::canonical;
 use super::mesh::{Mesh, OwnerKind, PodView, ServiceView, WaypointRef, target_port};
 use crate::authz::Translated;
-use crate::manifest::{IntOrString, ServicePort};
+use crate::manifest::{IntOrString, PodSpecExt, PortExt, ServicePort};
 
 /// Every `istio.workload.Address` and `istio.security.Authorization`.
 pub(super) fn snapshot(mesh: &Mesh<'_>, policies: &Translated) -> Snapshot {
@@ -95,11 +95,11 @@ fn service(svc: &ServiceView<'_>) -> xw::Service {
             .ports
             .iter()
             .map(|p| xw::Port {
-                service_port: u32::from(p.port),
+                service_port: u32::from(p.number()),
                 target_port: match &p.target_port {
-                    None => u32::from(p.port),
-                    Some(IntOrString::Int(t)) => u32::from(*t),
-                    Some(IntOrString::Str(_)) => 0,
+                    None => u32::from(p.number()),
+                    Some(IntOrString::Int(t)) => u32::try_from(*t).unwrap_or(0),
+                    Some(IntOrString::String(_)) => 0,
                 },
                 app_protocol: app_protocol(p) as i32,
             })
@@ -127,7 +127,7 @@ fn workload(mesh: &Mesh<'_>, pod: &PodView<'_>, policies: &Translated) -> xw::Wo
             .iter()
             .filter_map(|p| {
                 target_port(p, pod.spec).map(|t| xw::Port {
-                    service_port: u32::from(p.port),
+                    service_port: u32::from(p.number()),
                     target_port: u32::from(t),
                     app_protocol: app_protocol(p) as i32,
                 })

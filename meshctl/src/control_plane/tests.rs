@@ -159,7 +159,7 @@ fn the_waypoint_example_translates_with_the_planned_waypoint() {
         .cluster_ip
         .unwrap();
     let listed = published.iter().find_map(|o| match &o.object {
-        Object::Service(s) if s.metadata.name == "waypoint" => Some(s.spec.clone()),
+        Object::Service(s) if s.metadata.name.as_deref() == Some("waypoint") => s.spec.clone(),
         _ => None,
     });
     assert_eq!(listed.unwrap().cluster_ip, Some(vip.to_string()));

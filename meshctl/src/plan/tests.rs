@@ -185,11 +185,9 @@ fn target_ports_resolve_by_number_name_or_default() {
     .unwrap();
     let spec = &plan.pods.values().next().unwrap().spec;
     let sp = |t: Option<IntOrString>| ServicePort {
-        name: None,
         port: 80,
         target_port: t,
-        protocol: Protocol::Tcp,
-        app_protocol: None,
+        ..ServicePort::default()
     };
     assert_eq!(target_port(&sp(None), spec), Some(80));
     assert_eq!(
@@ -197,11 +195,11 @@ fn target_ports_resolve_by_number_name_or_default() {
         Some(9090)
     );
     assert_eq!(
-        target_port(&sp(Some(IntOrString::Str("web".into()))), spec),
+        target_port(&sp(Some(IntOrString::String("web".into()))), spec),
         Some(8080)
     );
     assert_eq!(
-        target_port(&sp(Some(IntOrString::Str("nope".into()))), spec),
+        target_port(&sp(Some(IntOrString::String("nope".into()))), spec),
         None
     );
 }
@@ -243,24 +241,23 @@ fn a_waypoint_gateway_becomes_a_pod_a_service_account_and_a_service() {
     assert_eq!(p.labels["istio.io/dataplane-mode"], "none");
     assert_eq!(p.spec.service_account(), "waypoint");
     assert!(plan.service_accounts.contains(&key("waypoint")));
-    assert_eq!(
-        p.spec.restart_policy,
-        crate::manifest::RestartPolicy::Always
-    );
+    assert_eq!(p.spec.restart(), crate::manifest::RestartPolicy::Always);
     let [c] = p.spec.containers.as_slice() else {
         panic!("one container: {:?}", p.spec.containers)
     };
     assert_eq!(c.name, WAYPOINT_CONTAINER);
-    assert_eq!(c.command, ["waypoint"]);
+    assert_eq!(c.command.as_deref(), Some(&["waypoint".to_owned()][..]));
     let ports: Vec<(Option<&str>, u16)> = c
         .ports
         .iter()
-        .map(|p| (p.name.as_deref(), p.container_port))
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.number()))
         .collect();
     assert_eq!(ports, [(Some("mesh"), 15008)]);
     let env: BTreeMap<&str, String> = c
         .env
         .iter()
+        .flatten()
         .map(|e| {
             let v = match (&e.value, &e.value_from) {
                 (Some(v), None) => v.clone(),
@@ -304,7 +301,7 @@ fn a_waypoint_gateway_becomes_a_pod_a_service_account_and_a_service() {
         panic!("{:?}", svc.ports)
     };
     assert_eq!(
-        (port.port, port.target_port.clone(), port.protocol),
+        (port.number(), port.target_port.clone(), port.proto()),
         (15008, Some(IntOrString::Int(15008)), Protocol::Tcp)
     );
     assert!(!plan.services.contains_key(&key("ingress")));

@@ -19,8 +19,8 @@ use cni_plugin::enrollment;
 use super::{DesiredPod, DesiredService, desired_pod, digest};
 use crate::manifest::gateway::HBONE_PORT;
 use crate::manifest::{
-    Container, ContainerPort, EnvVar, EnvVarSource, FieldRef, ManifestObject, Object, PodSpec,
-    Protocol, RestartPolicy,
+    Container, ContainerPort, EnvVar, EnvVarSource, ManifestObject, MetaExt, Object,
+    ObjectFieldSelector, PodSpec, Protocol,
 };
 
 /// Label on a Gateway's pods (and its Service's selector) naming the Gateway.
@@ -40,7 +40,7 @@ pub(super) fn gateways(
         Object::Gateway(g) if g.is_waypoint() => Some((
             obj,
             obj.object.namespace().unwrap_or_default(),
-            g.metadata.name.as_str(),
+            g.metadata.name(),
         )),
         _ => None,
     })
@@ -74,29 +74,27 @@ pub(super) fn pod(namespace: &str, gateway: &str, trust_domain: &str) -> Desired
 fn spec(gateway: &str, trust_domain: &str) -> PodSpec {
     let field = |name: &str, path: &str| EnvVar {
         name: name.into(),
-        value: None,
         value_from: Some(EnvVarSource {
-            field_ref: Some(FieldRef {
+            field_ref: Some(ObjectFieldSelector {
                 field_path: path.into(),
+                ..ObjectFieldSelector::default()
             }),
+            ..EnvVarSource::default()
         }),
+        ..EnvVar::default()
     };
     let value = |name: &str, value: &str| EnvVar {
         name: name.into(),
         value: Some(value.into()),
-        value_from: None,
+        ..EnvVar::default()
     };
     PodSpec {
-        node_name: None,
         service_account_name: Some(gateway.to_owned()),
-        restart_policy: RestartPolicy::Always,
-        termination_grace_period_seconds: None,
+        restart_policy: Some("Always".into()),
         containers: vec![Container {
             name: CONTAINER.into(),
-            image: None,
-            command: vec!["waypoint".into()],
-            args: Vec::new(),
-            env: vec![
+            command: Some(vec!["waypoint".into()]),
+            env: Some(vec![
                 field("POD_NAME", "metadata.name"),
                 field("POD_NAMESPACE", "metadata.namespace"),
                 field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
@@ -104,14 +102,16 @@ fn spec(gateway: &str, trust_domain: &str) -> PodSpec {
                 value("GATEWAY_NAME", gateway),
                 value("TRUST_DOMAIN", trust_domain),
                 value("CLUSTER_ID", CLUSTER_ID),
-            ],
-            working_dir: None,
-            ports: vec![ContainerPort {
+            ]),
+            ports: Some(vec![ContainerPort {
                 name: Some("mesh".into()),
-                container_port: HBONE_PORT,
-                protocol: Protocol::Tcp,
-            }],
+                container_port: i32::from(HBONE_PORT),
+                protocol: Some(Protocol::Tcp.as_str().into()),
+                ..ContainerPort::default()
+            }]),
+            ..Container::default()
         }],
+        ..PodSpec::default()
     }
 }
 

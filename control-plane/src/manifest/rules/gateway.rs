@@ -8,7 +8,7 @@ use super::super::gateway::{
     HttpRouteMatch, MAX_WEIGHT, ParentRef, PathMatchType, PathModifier, PathModifierType,
     RouteFilter, RouteRetry, RouteTimeouts, ValueMatch, ValueMatchType, WAYPOINT_FOR,
 };
-use super::super::{ManifestError, ManifestObject, parse_duration};
+use super::super::{ManifestError, ManifestObject, MetaExt, parse_duration};
 
 const WAYPOINT_FOR_VALUES: &[&str] = &["service", "workload", "all", "none"];
 const METHODS: &[&str] = &[
@@ -64,7 +64,7 @@ pub(super) fn check_gateway(obj: &ManifestObject, g: &Gateway) -> Check {
             }
         }
     }
-    if let Some(v) = g.metadata.labels.get(WAYPOINT_FOR)
+    if let Some(v) = g.metadata.labels().get(WAYPOINT_FOR)
         && !WAYPOINT_FOR_VALUES.contains(&v.as_str())
     {
         return Err(ManifestError::at(

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::{DNS_SUFFIX, Mesh, ServiceView, allocate, exhausted};
+use crate::manifest::MetaExt;
 use crate::manifest::gateway::WAYPOINT_FOR;
 use crate::manifest::semantics;
 
@@ -163,7 +164,7 @@ fn lookup(
     let waypoint_for = gw
         .gateway
         .metadata
-        .labels
+        .labels()
         .get(WAYPOINT_FOR)
         .map_or("service", String::as_str);
     let applies = match target {

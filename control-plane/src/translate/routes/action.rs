@@ -32,6 +32,7 @@ use xds::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::Denomina
 use xds::pb::google::protobuf as pbuf;
 
 use super::{Candidate, Client};
+use crate::manifest::PortExt;
 use crate::manifest::gateway::{
     BackendRef, FilterType, HeaderModifier, PathModifier, PathModifierType, RequestRedirect,
     UrlRewrite,
@@ -65,7 +66,10 @@ fn resolve(mesh: &Mesh<'_>, route_ns: &str, what: &str, b: &BackendRef) -> Optio
     let Some(svc) = mesh.service(ns, &b.name) else {
         return skip("no such Service");
     };
-    let Some(port) = b.port.filter(|p| tcp_ports(svc).any(|sp| sp.port == *p)) else {
+    let Some(port) = b
+        .port
+        .filter(|p| tcp_ports(svc).any(|sp| sp.number() == *p))
+    else {
         return skip("the Service has no such TCP port");
     };
     key(mesh, svc, port)

@@ -20,6 +20,7 @@ use xds::pb::google::protobuf::Any;
 
 use super::rbac_rules;
 use crate::authz::DRY_RUN_ANNOTATION;
+use crate::manifest::MetaExt;
 use crate::manifest::security::{AuthorizationPolicy, AuthzAction};
 use crate::translate::canonical::{self, any_of};
 use crate::translate::mesh::{Mesh, ServiceView, WaypointRef};
@@ -42,7 +43,7 @@ fn namespace(p: &AuthorizationPolicy) -> &str {
 
 fn dry_run(p: &AuthorizationPolicy) -> bool {
     p.metadata
-        .annotations
+        .annotations()
         .get(DRY_RUN_ANNOTATION)
         .is_some_and(|v| v == "true")
 }

@@ -21,6 +21,7 @@ use xds::pb::envoy::r#type::matcher::v3::{
     PathMatcher, StringMatcher, path_matcher, string_matcher::MatchPattern,
 };
 
+use crate::manifest::MetaExt;
 use crate::manifest::security::{AuthorizationPolicy, AuthzAction, AuthzOperation, AuthzSource};
 use crate::translate::envoy::{matcher, regex};
 
@@ -50,7 +51,7 @@ pub(super) fn policies(p: &AuthorizationPolicy, trust_domain: &str) -> Vec<(Stri
             continue;
         }
         out.push((
-            format!("ns[{ns}]-policy[{}]-rule[{i}]", p.metadata.name),
+            format!("ns[{ns}]-policy[{}]-rule[{i}]", p.metadata.name()),
             Policy {
                 permissions: vec![perm_and(permissions)],
                 principals: vec![princ_and(principals)],

@@ -216,7 +216,7 @@ fn endpoints_are_ready_pods_at_their_target_port_with_istio_metadata() {
     assert_eq!(s("identity"), "spiffe://cluster.local/ns/shop/sa/reviews");
     // Unready pods are not endpoints.
     let unready = SHOP.to_owned()
-        + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: reviews-v1-x, namespace: shop, labels: {app: reviews, version: v1}, ownerReferences: [{kind: ReplicaSet, name: reviews-v1-abc}]}\nspec: {containers: [{name: app, command: [x], ports: [{name: http, containerPort: 9080}]}]}\nstatus: {conditions: [{type: Ready, status: \"False\"}]}\n";
+        + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: reviews-v1-x, namespace: shop, labels: {app: reviews, version: v1}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v1-abc, uid: u1}]}\nspec: {containers: [{name: app, command: [x], ports: [{name: http, containerPort: 9080}]}]}\nstatus: {conditions: [{type: Ready, status: \"False\"}]}\n";
     let t = run(&unready);
     let cla: ClusterLoadAssignment = decode(
         &t.waypoints[&("shop".to_owned(), "waypoint".to_owned())],

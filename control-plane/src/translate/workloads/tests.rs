@@ -72,7 +72,7 @@ fn workload_fields_follow_istiod() {
     let yaml = namespace("")
         + &pod(
             "app: cart, version: v3",
-            ", ownerReferences: [{kind: ReplicaSet, name: cart-7c9d, controller: true}]",
+            ", ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: cart-7c9d, uid: u1, controller: true}]",
         )
         + "status: {podIP: 10.244.9.9, conditions: [{type: Ready, status: \"False\"}]}\n---\n"
         + "apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: ns}\nspec: {selector: {app: cart}, ports: [{name: http, port: 80, targetPort: web}, {name: grpc-x, port: 90, targetPort: missing}]}\n";
