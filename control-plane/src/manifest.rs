@@ -216,7 +216,7 @@ pub fn parse_document(source: Source, value: Value) -> Result<ManifestObject, Ma
         .get("metadata")
         .and_then(|m| m.get("namespace"))
         .and_then(Value::as_str);
-    let cluster_scoped = kind == "Namespace" || kind == "Cluster";
+    let cluster_scoped = matches!(kind.as_str(), "Namespace" | "Node" | "Cluster");
     let label = match namespace {
         _ if cluster_scoped => format!("{kind} {name}"),
         Some(ns) => format!("{kind} {ns}/{name}"),

@@ -33,6 +33,7 @@ mod clusters;
 mod destination_rule;
 mod envoy;
 mod extensions;
+mod locality;
 mod mesh;
 mod node;
 mod proxyless;

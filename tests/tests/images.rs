@@ -254,6 +254,11 @@ fn istios_ztunnel_chart_runs_our_image_against_our_control_plane() -> Result<()>
     api.apply(&serde_json::to_string(&pod)?)?;
     api.set_pod_status("istio-system", "ztunnel-abcde", NODE_IP, true)?;
     let pod = api.get_json(&["pod", "ztunnel-abcde", "-n", "istio-system"])?;
+    // The node, with the topology labels a cloud's nodes carry: the workloads' locality.
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {NODE}\n  labels: {{topology.kubernetes.io/region: eu-west, \
+         topology.kubernetes.io/zone: eu-west-1a}}\n"
+    ))?;
     // A workload on the same node, enrolled in ambient mode.
     api.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: app, namespace: shop, labels: {{app: app}}}}\n\
@@ -382,13 +387,19 @@ fn istios_ztunnel_chart_runs_our_image_against_our_control_plane() -> Result<()>
     );
     // The cluster's workloads arrived over xDS (TLS, verified with the mounted root, the token sent).
     c.wait_until(
-        "the shop/app workload in the config dump",
+        "the shop/app workload, with its node's locality, in the config dump",
         Duration::from_secs(30),
         || {
             dump().is_ok_and(|d| {
                 d["workloads"]
                     .as_array()
-                    .is_some_and(|ws| ws.iter().any(|w| w["name"] == "app"))
+                    .is_some_and(|ws| {
+                        ws.iter().any(|w| {
+                            w["name"] == "app"
+                                && w["locality"]["region"] == "eu-west"
+                                && w["locality"]["zone"] == "eu-west-1a"
+                        })
+                    })
             })
         },
     )?;

@@ -60,7 +60,7 @@ fn str_at<'v>(v: &'v Value, path: &[&str]) -> &'v str {
 
 /// The key of an object as the API server returns it (cluster-scoped kinds have no namespace).
 pub fn key_of(kind: &str, object: &Value) -> ObjectKey {
-    let namespaced = kind != "Namespace";
+    let namespaced = !matches!(kind, "Namespace" | "Node");
     ObjectKey {
         kind: kind.to_owned(),
         namespace: if namespaced {
@@ -70,6 +70,19 @@ pub fn key_of(kind: &str, object: &Value) -> ObjectKey {
         },
         name: str_at(object, &["metadata", "name"]).to_owned(),
     }
+}
+
+/// What is parsed of a Node: its name, uid and labels (the translation reads its topology labels); not its
+/// status, which kubelets rewrite all the time.
+fn node_essentials(object: &Value) -> Value {
+    let meta = &object["metadata"];
+    let mut kept = serde_json::Map::new();
+    for field in ["name", "uid", "labels"] {
+        if let Some(v) = meta.get(field) {
+            kept.insert(field.to_owned(), v.clone());
+        }
+    }
+    serde_json::json!({"apiVersion": object["apiVersion"], "kind": "Node", "metadata": kept})
 }
 
 /// Parses one object with the same parser and per-object rules as manifest files.
@@ -105,6 +118,20 @@ impl Store {
                 {
                     return false;
                 }
+                // A Node's status changes every few seconds; only its labels are read, so an update
+                // that leaves them alone changes nothing that is translated.
+                let parsed = if kind == "Node" {
+                    parse(&node_essentials(&object))
+                } else {
+                    parse(&object)
+                };
+                if kind == "Node"
+                    && let Some(old) = self.entries.get_mut(&key)
+                    && matches!((&old.parsed, &parsed), (Ok(a), Ok(b)) if a == b)
+                {
+                    old.resource_version = resource_version.to_owned();
+                    return false;
+                }
                 let entry = Entry {
                     uid: str_at(&object, &["metadata", "uid"]).to_owned(),
                     api_version: str_at(&object, &["apiVersion"]).to_owned(),
@@ -113,7 +140,7 @@ impl Store {
                         .pointer("/metadata/generation")
                         .and_then(Value::as_i64)
                         .unwrap_or_default(),
-                    parsed: parse(&object),
+                    parsed,
                 };
                 self.entries.insert(key, entry);
                 true
@@ -266,5 +293,34 @@ mod tests {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "namespace": "x"}});
         assert_eq!(key_of("Namespace", &ns).to_string(), "Namespace shop");
         assert_eq!(key_of("Pod", &pod("p", "1", None)).to_string(), "Pod ns/p");
+    }
+
+    #[test]
+    fn a_node_counts_as_changed_only_when_its_labels_change() {
+        let node = |rv: &str, zone: &str, heartbeat: &str| {
+            json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1", "uid": "u1", "resourceVersion": rv,
+                    "labels": {"topology.kubernetes.io/zone": zone}},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat}]}})
+        };
+        let mut s = Store::default();
+        let mut put = |o: Value| {
+            s.apply(Change::Apply {
+                kind: "Node",
+                object: o,
+            })
+        };
+        assert!(put(node("1", "a", "t1")));
+        assert!(!put(node("2", "a", "t2")), "a heartbeat is not a change");
+        assert!(put(node("3", "b", "t3")));
+        assert_eq!(key_of("Node", &node("1", "a", "t")).to_string(), "Node n1");
+        let parsed = &s.objects()[0];
+        assert!(
+            serde_json::to_value(&parsed.object)
+                .unwrap()
+                .get("status")
+                .is_none(),
+            "only the labels are kept"
+        );
     }
 }

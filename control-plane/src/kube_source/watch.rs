@@ -62,6 +62,7 @@ const fn kind(
 /// Every kind the translation reads. Deployments are not among them: their pods come from the API.
 pub const KINDS: &[Kind] = &[
     kind("Namespace", "", "v1", "namespaces"),
+    kind("Node", "", "v1", "nodes"),
     kind("ServiceAccount", "", "v1", "serviceaccounts"),
     kind("Pod", "", "v1", "pods"),
     kind("Service", "", "v1", "services"),
@@ -257,6 +258,7 @@ mod tests {
         }
         let types = [
             of::<Namespace>(),
+            of::<Node>(),
             of::<ServiceAccount>(),
             of::<Pod>(),
             of::<Service>(),

@@ -12,7 +12,7 @@ use serde_yaml_ng::Value;
 use super::access::MetaExt;
 use super::{
     AuthorizationPolicy, Cluster, Deployment, DestinationRule, FaultInjection, Gateway, GrpcRoute,
-    HttpRoute, LocalRateLimit, Namespace, ObjectMeta, PeerAuthentication, Pod, Service,
+    HttpRoute, LocalRateLimit, Namespace, Node, ObjectMeta, PeerAuthentication, Pod, Service,
     ServiceAccount,
 };
 
@@ -20,6 +20,8 @@ use super::{
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Namespace(Namespace),
+    /// Read for its topology labels (workload locality).
+    Node(Node),
     ServiceAccount(ServiceAccount),
     Pod(Pod),
     Deployment(Deployment),
@@ -40,6 +42,7 @@ macro_rules! each {
     ($object:expr, $o:ident => $e:expr) => {
         match $object {
             Object::Namespace($o) => $e,
+            Object::Node($o) => $e,
             Object::ServiceAccount($o) => $e,
             Object::Pod($o) => $e,
             Object::Deployment($o) => $e,
@@ -60,6 +63,7 @@ macro_rules! each {
 /// `(kind, apiVersion)` of every accepted kind.
 pub(super) const KINDS: &[(&str, &str)] = &[
     ("Namespace", "v1"),
+    ("Node", "v1"),
     ("ServiceAccount", "v1"),
     ("Pod", "v1"),
     ("Service", "v1"),
@@ -105,6 +109,7 @@ impl Object {
         }
         Ok(match kind {
             "Namespace" => Object::Namespace(r.read(value)?),
+            "Node" => Object::Node(r.read(value)?),
             "ServiceAccount" => Object::ServiceAccount(r.read(value)?),
             "Pod" => Object::Pod(r.read(value)?),
             "Deployment" => Object::Deployment(r.read(value)?),
@@ -124,6 +129,7 @@ impl Object {
     pub fn kind(&self) -> &'static str {
         match self {
             Object::Namespace(_) => "Namespace",
+            Object::Node(_) => "Node",
             Object::ServiceAccount(_) => "ServiceAccount",
             Object::Pod(_) => "Pod",
             Object::Deployment(_) => "Deployment",
@@ -149,7 +155,10 @@ impl Object {
     }
 
     pub fn is_namespaced(&self) -> bool {
-        !matches!(self, Object::Namespace(_) | Object::Cluster(_))
+        !matches!(
+            self,
+            Object::Namespace(_) | Object::Node(_) | Object::Cluster(_)
+        )
     }
 
     /// The namespace of a namespaced object (`default` when unset), `None` for cluster-scoped kinds.

@@ -19,12 +19,15 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
     if meta.name.is_none() {
         return Err(ManifestError::at(obj, "metadata.name", "required"));
     }
-    check_dns_label(
-        obj,
-        "metadata.name",
-        meta.name(),
-        obj.object.kind() != "Pod",
-    )?;
+    // A Node's name is any DNS subdomain (`ip-10-0-1-2.ec2.internal`) and only its labels are read.
+    if obj.object.kind() != "Node" {
+        check_dns_label(
+            obj,
+            "metadata.name",
+            meta.name(),
+            obj.object.kind() != "Pod",
+        )?;
+    }
     if let Some(ns) = &meta.namespace {
         check_dns_label(obj, "metadata.namespace", ns, true)?;
     }
@@ -82,7 +85,10 @@ pub(super) fn check(obj: &ManifestObject) -> Result<(), ManifestError> {
         Object::DestinationRule(d) => networking::check_destination_rule(obj, d),
         Object::FaultInjection(f) => extensions::check_fault_injection(obj, f),
         Object::LocalRateLimit(l) => extensions::check_local_rate_limit(obj, l),
-        Object::PeerAuthentication(_) | Object::Namespace(_) | Object::ServiceAccount(_) => Ok(()),
+        Object::PeerAuthentication(_)
+        | Object::Namespace(_)
+        | Object::Node(_)
+        | Object::ServiceAccount(_) => Ok(()),
     }
 }
 

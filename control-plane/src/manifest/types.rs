@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 pub use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, Namespace, ObjectFieldSelector, Pod,
+    Container, ContainerPort, EnvVar, EnvVarSource, Namespace, Node, ObjectFieldSelector, Pod,
     PodCondition, PodSpec, PodStatus, PodTemplateSpec, Service, ServiceAccount, ServicePort,
     ServiceSpec,
 };

@@ -101,6 +101,8 @@ pub(super) struct Mesh<'a> {
     pub options: &'a Options,
     /// Namespace → labels (namespaces without a Namespace object have none).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Node → labels (read for locality; a cluster's Nodes, none in the local mesh).
+    pub nodes: BTreeMap<String, BTreeMap<String, String>>,
     /// In `(namespace, name)` order.
     pub pods: Vec<PodView<'a>>,
     /// In `(namespace, name)` order.
@@ -327,6 +329,7 @@ impl<'a> Mesh<'a> {
         let mut mesh = Mesh {
             options,
             namespaces: BTreeMap::new(),
+            nodes: BTreeMap::new(),
             pods: collect_pods(objects, options)?,
             services: Vec::new(),
             gateways: Vec::new(),
@@ -340,6 +343,10 @@ impl<'a> Mesh<'a> {
             match &obj.object {
                 Object::Namespace(n) => {
                     mesh.namespaces
+                        .insert(n.metadata.name().to_owned(), n.metadata.labels().clone());
+                }
+                Object::Node(n) => {
+                    mesh.nodes
                         .insert(n.metadata.name().to_owned(), n.metadata.labels().clone());
                 }
                 Object::Gateway(g) if g.is_waypoint() => mesh.gateways.push(WaypointView {

@@ -197,6 +197,7 @@ fn workload(mesh: &Mesh<'_>, pod: &PodView<'_>, policies: &Translated) -> xw::Wo
             xw::WorkloadStatus::Unhealthy
         } as i32,
         cluster_id: mesh.options.cluster_id.clone(),
+        locality: super::locality::locality(&pod.labels, mesh.nodes.get(&pod.node)),
         ..xw::Workload::default()
     }
 }
