@@ -4,7 +4,9 @@
 //! Tests need root (they create network namespaces); without it they fail with a message that says so.
 //!
 //! Beside it, needing no root: [`peers`] runs the control plane and real third-party xDS clients as processes on
-//! 127.0.0.1, and [`kube`] a real Kubernetes API server (kube-apiserver + etcd, see `scripts/kube.sh`).
+//! 127.0.0.1, [`kube`] a real Kubernetes API server (kube-apiserver + etcd, see `scripts/kube.sh`) and [`istiod`]
+//! real istiod against it (`scripts/istiod.sh`). [`podman`] (root) runs the images of `scripts/images.sh` in
+//! test network namespaces, with the node agent's ZDS server handing them pods.
 
 pub mod istiod;
 pub mod kube;
