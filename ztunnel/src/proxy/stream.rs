@@ -25,6 +25,8 @@ pub struct Observed<S> {
     inner: S,
     recorder: Arc<ConnectionRecorder>,
     side: Side,
+    /// `false` for the far side of a splice: the near side already counted the same bytes.
+    counts: bool,
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Kept alive as long as the stream (e.g. the policy tracker's registration).
     _hold: Option<super::tracker::TrackGuard>,
@@ -41,9 +43,16 @@ impl<S> Observed<S> {
             inner,
             recorder,
             side,
+            counts: true,
             cancelled: cancel.map(|t| Box::pin(t.cancelled_owned())),
             _hold: None,
         }
+    }
+
+    /// Counts nothing: only cancels (the bytes are counted where they enter or leave the other side).
+    pub fn uncounted(mut self) -> Self {
+        self.counts = false;
+        self
     }
 
     /// Keeps `guard` alive with the stream; its token cancels the stream.
@@ -68,6 +77,9 @@ impl<S> Observed<S> {
     }
 
     fn count_read(&self, n: u64) {
+        if !self.counts {
+            return;
+        }
         match self.side {
             Side::Server => self.recorder.add_sent(n),
             Side::Client => self.recorder.add_received(n),
@@ -75,6 +87,9 @@ impl<S> Observed<S> {
     }
 
     fn count_write(&self, n: u64) {
+        if !self.counts {
+            return;
+        }
         match self.side {
             Side::Server => self.recorder.add_received(n),
             Side::Client => self.recorder.add_sent(n),
@@ -128,7 +143,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
 }
 
 /// Copies both ways between the accepted client and the upstream, counting bytes into a new
-/// recorder for `labels`, until either side ends or `guard`'s token (policy revoked) fires.
+/// recorder for `labels` once (as they cross the client side), until either side ends or `guard`'s
+/// token (policy revoked) fires.
 pub(crate) async fn splice<U>(
     ctx: &super::ProxyContext,
     labels: crate::telemetry::CommonTrafficLabels,
@@ -141,13 +157,7 @@ pub(crate) async fn splice<U>(
 {
     use crate::telemetry::ConnectionFailure;
     let recorder = Arc::new(ConnectionRecorder::new(ctx.metrics.clone(), labels, addrs));
-    let mut client = Observed::new(client, recorder.clone(), Side::Client, None);
-    let mut upstream = Observed::new(upstream, recorder.clone(), Side::Server, None);
-    if let Some(g) = guard {
-        upstream = upstream.tracked(g);
-    }
-    let result = hbone::stream::copy_bidirectional(&mut client, &mut upstream).await;
-    drop((client, upstream));
+    let result = copy_counted(&recorder, client, upstream, guard).await;
     if let Ok(recorder) = Arc::try_unwrap(recorder) {
         match result {
             Ok(_) => recorder.finish::<ConnectionFailure>(Ok(())),
@@ -155,3 +165,26 @@ pub(crate) async fn splice<U>(
         }
     }
 }
+
+/// The copy of [`splice`]: the client side counts each byte once, the upstream side only carries the
+/// policy guard (counting there too made the source reporter's byte counters twice the bytes moved).
+async fn copy_counted<C, U>(
+    recorder: &Arc<ConnectionRecorder>,
+    client: C,
+    upstream: U,
+    guard: Option<super::tracker::TrackGuard>,
+) -> io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Observed::new(client, recorder.clone(), Side::Client, None);
+    let mut upstream = Observed::new(upstream, recorder.clone(), Side::Server, None).uncounted();
+    if let Some(g) = guard {
+        upstream = upstream.tracked(g);
+    }
+    hbone::stream::copy_bidirectional(&mut client, &mut upstream).await
+}
+
+#[cfg(test)]
+mod tests;
