@@ -391,15 +391,13 @@ fn istios_ztunnel_chart_runs_our_image_against_our_control_plane() -> Result<()>
         Duration::from_secs(30),
         || {
             dump().is_ok_and(|d| {
-                d["workloads"]
-                    .as_array()
-                    .is_some_and(|ws| {
-                        ws.iter().any(|w| {
-                            w["name"] == "app"
-                                && w["locality"]["region"] == "eu-west"
-                                && w["locality"]["zone"] == "eu-west-1a"
-                        })
+                d["workloads"].as_array().is_some_and(|ws| {
+                    ws.iter().any(|w| {
+                        w["name"] == "app"
+                            && w["locality"]["region"] == "eu-west"
+                            && w["locality"]["zone"] == "eu-west-1a"
                     })
+                })
             })
         },
     )?;
