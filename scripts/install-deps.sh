@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (idempotently) the system packages the local mesh, its tests and the benchmarks use. Needs root on Debian.
 set -euo pipefail
-packages=(iproute2 nftables iptables containernetworking-plugins procps curl jq python3 tcpdump iperf3 wrk)
+packages=(iproute2 nftables iptables containernetworking-plugins procps curl jq python3 tcpdump iperf3 wrk openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

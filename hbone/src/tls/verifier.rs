@@ -37,9 +37,11 @@ impl Anchors {
                 .to_owned();
             anchors.push(anchor);
         }
+        // A trust anchor's subject is the *contents* of its Name; the CertificateRequest hint must carry the
+        // whole DER Name (a SEQUENCE), or strict clients such as OpenSSL refuse it (`parse_ca_names`).
         let subjects = anchors
             .iter()
-            .map(|a| DistinguishedName::from(a.subject.as_ref().to_vec()))
+            .map(|a| DistinguishedName::in_sequence(a.subject.as_ref()))
             .collect();
         Ok(Self {
             anchors,
