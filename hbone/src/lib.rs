@@ -2,8 +2,8 @@
 //!
 //! Owns: the SPIFFE [`identity::Identity`], the Istio CA client and signer ([`ca`]), the
 //! per-identity certificate manager ([`cert_manager`]), the rustls configurations ([`tls`]),
-//! HBONE header parsing ([`headers`]), the HBONE server ([`server`]) and the pooled HBONE
-//! client ([`client`]). Depends on nothing in the workspace but `proto`.
+//! HBONE header parsing ([`headers`]), the HBONE server ([`server`]), the pooled HBONE
+//! client ([`client`]) and the accept loops' back-off ([`accept`]). Depends on nothing in the workspace but `proto`.
 //!
 //! Does not own: traffic decisions (authorization, target resolution, which identities a hop
 //! expects) — callers pass those in — nor any node-daemon configuration.
@@ -13,6 +13,7 @@
 //! stream limits), of the peer's MAX_CONCURRENT_STREAMS for pooling, of PING keepalive and
 //! GOAWAY drain, and of END_STREAM as TCP half-close. hyper would hide most of those.
 
+pub mod accept;
 pub mod ca;
 pub mod cert_manager;
 pub mod client;

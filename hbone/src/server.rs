@@ -147,10 +147,12 @@ impl Server {
     /// connection, and returns once they finished or the drain deadline cut them.
     pub async fn run(self, mut drain: DrainWatch) {
         let mut conns = JoinSet::new();
+        let mut backoff = crate::accept::AcceptBackoff::default();
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        backoff.succeeded();
                         let shared = self.shared.clone();
                         let drain = drain.clone();
                         let span = tracing::debug_span!("hbone.inbound", src.addr = %peer);
@@ -160,7 +162,7 @@ impl Server {
                             }
                         }.instrument(span));
                     }
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    Err(e) => backoff.after_failure("hbone", &e).await,
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 () = drained(&mut drain) => break,

@@ -235,17 +235,19 @@ pub(crate) async fn accept_loop<F, Fut>(
     use tracing::Instrument;
     let mut global = ctx.shutdown.clone();
     let mut conns = tokio::task::JoinSet::new();
+    let mut backoff = hbone::accept::AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff.succeeded();
                     // Relayed bytes arrive in pieces (HTTP/2 DATA frames): without this, Nagle holds
                     // each piece after the first until the app's delayed ACK, 40 ms a response.
                     let _ = stream.set_nodelay(true);
                     let span = tracing::debug_span!("conn", direction, src.addr = %peer, pod = %pod.info.name);
                     conns.spawn(handle(ctx.clone(), pod.clone(), stream, peer).instrument(span));
                 }
-                Err(e) => tracing::warn!(direction, error = %e, "accept failed"),
+                Err(e) => backoff.after_failure(direction, &e).await,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             () = draining(&mut drain, &mut global) => break,
