@@ -82,6 +82,7 @@ impl AcceptBackoff {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -69,7 +69,8 @@ async fn out_of_descriptors_the_accept_loop_backs_off_and_then_serves_again() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(failures.clone()))
         .unwrap();
     let backend = echo_backend().await;
-    let Tunnel { server, pool, .. } = tunnel(ServerConfig::default(), ClientConfig::default()).await;
+    let Tunnel { server, pool, .. } =
+        tunnel(ServerConfig::default(), ClientConfig::default()).await;
 
     // A limit a little above what is open now; then hold connections until no descriptor is left. The kernel
     // completes the handshakes the server cannot accept, so they wait in its backlog: every accept fails.
@@ -90,7 +91,10 @@ async fn out_of_descriptors_the_accept_loop_backs_off_and_then_serves_again() {
     // Backing off from 10 ms up to 1 s, 2.5 s hold about ten failed accepts (a spinning loop: millions),
     // logged at most once a second.
     assert!((1..=4).contains(&logged), "logged {logged} accept failures");
-    assert!(logged + suppressed < 60, "{logged} logged + {suppressed} suppressed accept failures");
+    assert!(
+        logged + suppressed < 60,
+        "{logged} logged + {suppressed} suppressed accept failures"
+    );
 
     // Descriptors back: the server accepts what waited and serves new tunnels.
     held.clear();
