@@ -195,7 +195,10 @@ async fn serve_connection(
         .ok_or(ServerError::NoCertificate { local })?;
     let acceptor = TlsAcceptor::from(server_config(&cert, config.key_exchange)?);
     let handshake = |reason: String| ServerError::Handshake { peer, reason };
-    let tls = tokio::time::timeout(config.handshake_timeout, acceptor.accept(tcp))
+    // One budget for the TLS handshake and the HTTP/2 preface: a peer that completes TLS and then says
+    // nothing must not hold the connection (and its memory) forever.
+    let budget = tokio::time::Instant::now() + config.handshake_timeout;
+    let tls = tokio::time::timeout_at(budget, acceptor.accept(tcp))
         .await
         .map_err(|_| handshake("timed out".into()))?
         .map_err(|e| handshake(e.to_string()))?;
@@ -209,15 +212,17 @@ async fn serve_connection(
         .and_then(|leaf| spiffe_identities(leaf).ok())
         .and_then(|ids| ids.into_iter().next());
     let h2_err = |source| ServerError::H2 { peer, source };
-    let mut conn = h2::server::Builder::new()
+    let conn = h2::server::Builder::new()
         .initial_window_size(config.h2.stream_window)
         .initial_connection_window_size(config.h2.connection_window)
         .max_frame_size(config.h2.max_frame_size)
         .max_header_list_size(config.h2.max_header_list_size)
         .max_concurrent_streams(config.max_concurrent_streams)
         .max_send_buffer_size(MAX_SEND_BUFFER)
-        .handshake::<_, Bytes>(tls)
+        .handshake::<_, Bytes>(tls);
+    let mut conn = tokio::time::timeout_at(budget, conn)
         .await
+        .map_err(|_| handshake("no HTTP/2 preface within the handshake budget".into()))?
         .map_err(h2_err)?;
     let ping = conn.ping_pong();
     let keepalive = async move {

@@ -369,3 +369,42 @@ async fn drain_deadline_forces_close_of_lingering_streams() {
     let res = stream.read_to_end(&mut buf).await;
     assert!(res.is_err() || buf.is_empty());
 }
+
+/// A peer that completes mutual TLS and then never sends the HTTP/2 preface is closed once the handshake
+/// budget (TLS + preface) is spent, instead of holding its connection forever.
+#[tokio::test]
+async fn a_peer_silent_after_tls_is_closed_at_the_handshake_budget() {
+    let ca = TestCa::new(HOUR);
+    let certs = static_certs(&ca);
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    let server = start_server(certs.server.clone(), config).await;
+    let tls = hbone::tls::client_config(
+        &certs.client_cert,
+        vec![id(SERVER)],
+        hbone::tls::KeyExchange::Default,
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(tls)
+        .connect(ServerName::IpAddress(server.addr.ip().into()), tcp)
+        .await
+        .unwrap();
+    // Say nothing; read what the server sends (its SETTINGS) until it closes the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the silent connection was still open after 10 s"
+    );
+}
