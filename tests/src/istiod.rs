@@ -45,6 +45,39 @@ pub struct Istiod {
     istioctl: PathBuf,
     version: String,
     down_done: bool,
+    /// How the process ran, while [`Istiod::stop_process`] has it stopped.
+    stopped: Option<Launch>,
+}
+
+/// A process's command line, environment and working directory.
+#[derive(Debug)]
+struct Launch {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+/// `GET http://127.0.0.1:<port><path>` answers 200.
+fn http_ok(port: u16, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.lines().next().is_some_and(|l| l.contains(" 200"))
 }
 
 impl Istiod {
@@ -94,6 +127,7 @@ impl Istiod {
             istioctl: PathBuf::new(),
             version: String::new(),
             down_done: false,
+            stopped: None,
         };
         let env_path = istiod.dir.join("env");
         let env = std::fs::read_to_string(&env_path)
@@ -231,6 +265,96 @@ impl Istiod {
             self.dir.display(),
             lines[lines.len().saturating_sub(n)..].join("\n")
         )
+    }
+
+    /// Stops the istiod process (TERM, as a rollout does; KILL after 15 s) and waits until it is gone, keeping its
+    /// directory, command line, environment and ports for [`Istiod::start_process`]. What it wrote into the API
+    /// server stays, its CA root (the `istio-ca-secret` Secret) included.
+    pub fn stop_process(&mut self) -> Result<()> {
+        let pid = self.pid;
+        let read = |what: &str| {
+            std::fs::read(format!("/proc/{pid}/{what}"))
+                .with_context(|| format!("istiod {pid}: /proc/{pid}/{what}"))
+        };
+        let split = |bytes: Vec<u8>| -> Vec<String> {
+            bytes
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        };
+        let argv = split(read("cmdline")?);
+        let env = split(read("environ")?)
+            .into_iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).context("istiod's cwd")?;
+        if !argv
+            .iter()
+            .any(|a| a.contains(&*self.dir.to_string_lossy()))
+        {
+            bail!("process {pid} is not this istiod: {argv:?}");
+        }
+        let signal = |sig: &str| Command::new("kill").args([sig, &pid.to_string()]).status();
+        signal("-TERM").context("kill -TERM istiod")?;
+        let deadline = Instant::now() + std::time::Duration::from_secs(15);
+        while alive(pid) {
+            if Instant::now() > deadline {
+                signal("-KILL").context("kill -KILL istiod")?;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.stopped = Some(Launch { argv, env, cwd });
+        Ok(())
+    }
+
+    /// Starts istiod again exactly as it ran before [`Istiod::stop_process`] (same ports, directory and log) and
+    /// waits until its readiness answers and both xDS ports accept connections.
+    pub fn start_process(&mut self) -> Result<()> {
+        let launch = self.stopped.take().context("istiod was not stopped")?;
+        let log = self.dir.join("istiod.log");
+        // In the background of a shell that exits at once: istiod is nobody's child, as `istiod.sh up` leaves it.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "setsid \"$@\" </dev/null >>'{}' 2>&1 & echo $!",
+                log.display()
+            ))
+            .arg("sh")
+            .args(&launch.argv)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.cwd)
+            .stdin(Stdio::null())
+            .output()
+            .context("starting istiod again")?;
+        self.pid = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .with_context(|| format!("istiod's pid: {out:?}"))?;
+        // `down` stops every process in the pids file.
+        let mut pids = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("pids"))
+            .context("istiod's pids file")?;
+        std::io::Write::write_all(&mut pids, format!("istiod {}\n", self.pid).as_bytes())?;
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let ready = http_ok(self.http_port, "/ready")
+                && [self.xds_port, self.xds_tls_port]
+                    .iter()
+                    .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if ready {
+                return Ok(());
+            }
+            if !alive(self.pid) || Instant::now() > deadline {
+                bail!("istiod did not come back\n{}", self.log_tail(40));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Stops istiod and removes its directory (what dropping does, with the error returned).

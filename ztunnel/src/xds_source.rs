@@ -199,11 +199,23 @@ impl Handler for AuthorizationHandler {
 }
 
 /// The node istiod expects from a node tunnel (spec §4).
-pub fn node(source: &XdsSource, node_name: &str) -> Node {
+///
+/// Besides the node id and the pod's name, namespace, IP and node, istiod reads `ISTIO_VERSION` (it logs "Istio
+/// Version is not found in metadata … may have undesirable side effects" for every connection without it) and
+/// `CLUSTER_ID`. Both are always sent: the Istio version as `ztunnel version` shows it (`ISTIO_META_ISTIO_VERSION`,
+/// else "unknown", which istiod reads as the newest release, as when it is absent — never our crate version,
+/// which istiod would take for an ancient Istio), the cluster as the tunnel's own `cluster_id` unless
+/// `ISTIO_META_CLUSTER_ID` says otherwise.
+pub fn node(source: &XdsSource, node_name: &str, cluster_id: &str) -> Node {
     let string = |s: &str| Value {
         kind: Some(Kind::StringValue(s.to_owned())),
     };
     let mut fields: BTreeMap<String, Value> = BTreeMap::new();
+    fields.insert(
+        "ISTIO_VERSION".into(),
+        string(&crate::version::BuildInfo::from_env().istio_version),
+    );
+    fields.insert("CLUSTER_ID".into(), string(cluster_id));
     for (k, v) in &source.metadata {
         fields.insert(k.clone(), string(v));
     }
@@ -236,7 +248,7 @@ pub fn client(
         source.root_cert.as_deref(),
         source.alt_hostname.as_deref(),
     )?;
-    let mut config = ClientConfig::new(endpoint, node(source, node_name), Mode::Delta);
+    let mut config = ClientConfig::new(endpoint, node(source, node_name, cluster_id), Mode::Delta);
     config.token_file = source.token_file.clone();
     config.metadata = source.headers.clone();
     config

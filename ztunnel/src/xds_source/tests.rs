@@ -194,7 +194,7 @@ fn the_node_id_is_what_istiod_expects() {
         pod_namespace: "istio-system".into(),
         metadata: vec![("FOO".into(), "bar".into())],
     };
-    let n = node(&source, "node1");
+    let n = node(&source, "node1", "Kubernetes");
     assert_eq!(
         n.id,
         "ztunnel~10.0.0.9~ztunnel-abc.istio-system~istio-system.svc.cluster.local"
@@ -204,4 +204,31 @@ fn the_node_id_is_what_istiod_expects() {
         matches!(md.get("NODE_NAME").and_then(|v| v.kind.clone()), Some(Kind::StringValue(s)) if s == "node1")
     );
     assert!(md.contains_key("FOO"));
+    let text = |key: &str| match md.get(key).and_then(|v| v.kind.clone()) {
+        Some(Kind::StringValue(s)) => s,
+        other => panic!("{key}: {other:?}"),
+    };
+    // istiod warns for every connection without ISTIO_VERSION; "unknown" parses as its newest release.
+    assert_eq!(
+        text("ISTIO_VERSION"),
+        crate::version::BuildInfo::from_env().istio_version
+    );
+    assert_eq!(text("CLUSTER_ID"), "Kubernetes");
+
+    // ISTIO_META_<name> wins over what the tunnel fills in.
+    let mut source = source;
+    source.metadata = vec![
+        ("CLUSTER_ID".into(), "east".into()),
+        ("ISTIO_VERSION".into(), "1.28.0".into()),
+    ];
+    let md = node(&source, "node1", "Kubernetes")
+        .metadata
+        .unwrap()
+        .fields;
+    let text = |key: &str| match md.get(key).and_then(|v| v.kind.clone()) {
+        Some(Kind::StringValue(s)) => s,
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(text("CLUSTER_ID"), "east");
+    assert_eq!(text("ISTIO_VERSION"), "1.28.0");
 }
