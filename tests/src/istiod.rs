@@ -251,6 +251,18 @@ impl Istiod {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `istioctl proxy-status -o json` straight to istiod's TLS xDS port (no port-forward needed).
+    pub fn proxy_status(&self) -> Result<serde_json::Value> {
+        let out = self.istioctl(&[
+            "proxy-status",
+            "--xds-address",
+            &self.xds_tls_address(),
+            "-o",
+            "json",
+        ])?;
+        serde_json::from_str(&out).context("proxy-status printed no JSON")
+    }
+
     /// istiod's whole log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("istiod.log")).unwrap_or_default()

@@ -616,18 +616,7 @@ fn our_ztunnel_is_configured_by_istiod_and_read_by_istioctl() {
     );
     // (4) istiod sees our ztunnel ACK both types: `istioctl proxy-status` straight to istiod's xDS TLS port (a
     // token of istio-system/default, audience istio-ca), which needs no port-forward.
-    let status: Value = serde_json::from_str(
-        &istiod
-            .istioctl(&[
-                "proxy-status",
-                "--xds-address",
-                &istiod.xds_tls_address(),
-                "-o",
-                "json",
-            ])
-            .unwrap(),
-    )
-    .unwrap();
+    let status: Value = istiod.proxy_status().unwrap();
     let ours = status["resources"]
         .as_array()
         .unwrap()
@@ -997,18 +986,7 @@ fn pods_on_two_nodes_talk_over_hbone_with_istiods_certificates() {
             |d| workload(d, "late").is_some(),
         );
     }
-    let status: Value = serde_json::from_str(
-        &istiod
-            .istioctl(&[
-                "proxy-status",
-                "--xds-address",
-                &istiod.xds_tls_address(),
-                "-o",
-                "json",
-            ])
-            .unwrap(),
-    )
-    .unwrap();
+    let status: Value = istiod.proxy_status().unwrap();
     for node in ["node-a", "node-b"] {
         let id = format!("ztunnel-{node}.istio-system");
         assert!(
