@@ -3,7 +3,8 @@
 //! Owns: the SPIFFE [`identity::Identity`], the Istio CA client and signer ([`ca`]), the
 //! per-identity certificate manager ([`cert_manager`]), the rustls configurations ([`tls`]),
 //! HBONE header parsing ([`headers`]), the HBONE server ([`server`]), the pooled HBONE
-//! client ([`client`]) and the accept loops' back-off ([`accept`]). Depends on nothing in the workspace but `proto`.
+//! client ([`client`]) and the accept loops' back-off ([`accept`]); and two things both the tunnel and the
+//! waypoint need: environment-variable tables ([`env_vars`]) and metrics exposition ([`exposition`]). Depends on nothing in the workspace but `proto`.
 //!
 //! Does not own: traffic decisions (authorization, target resolution, which identities a hop
 //! expects) — callers pass those in — nor any node-daemon configuration.
@@ -18,6 +19,7 @@ pub mod ca;
 pub mod cert_manager;
 pub mod client;
 pub mod env_vars;
+pub mod exposition;
 pub mod h2_settings;
 pub mod headers;
 pub mod identity;

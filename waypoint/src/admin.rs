@@ -59,7 +59,7 @@ fn route(state: &AdminState, role: Role, req: &Request<Incoming>) -> Response<Pr
         }
         (Role::Admin | Role::Stats, &Method::GET, "/stats/prometheus" | "/metrics") => text(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            hbone::exposition::PROMETHEUS_TEXT_CONTENT_TYPE,
             crate::telemetry::encode(&state.registry)
                 + &crate::cluster_stats::render(&state.dump.store.current()),
         ),

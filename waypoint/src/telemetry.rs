@@ -190,17 +190,12 @@ impl Metrics {
     }
 }
 
-/// Renders the registry in the Prometheus text format (OpenMetrics minus `# EOF`, counters
-/// keeping their `_total` names).
+/// Renders the registry in the Prometheus text format 0.0.4 (what the admin port's content type says): counter
+/// families typed under their `_total` sample names, so classic parsers keep their type.
 pub fn encode(registry: &Registry) -> String {
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
-        return String::new();
-    }
-    out.lines()
-        .filter(|l| *l != "# EOF")
-        .flat_map(|l| [l, "\n"])
-        .collect()
+    hbone::exposition::Format::PrometheusText
+        .encode(registry)
+        .unwrap_or_default()
 }
 
 /// One access-log line (JSON on the `access_log` target), with Envoy's field names.
@@ -264,5 +259,8 @@ mod tests {
         assert!(text.contains("le=\"3600000.0\""));
         assert!(text.contains("istio_response_bytes_sum{"));
         assert!(!text.contains("# EOF"));
+        // Classic (0.0.4) parsers match TYPE lines to samples by exact name.
+        assert!(text.contains("# TYPE istio_requests_total counter"), "{text}");
+        assert!(!text.contains("# TYPE istio_requests counter"), "{text}");
     }
 }

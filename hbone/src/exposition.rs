@@ -1,8 +1,9 @@
-//! Exposition formats for the metrics registry: OpenMetrics 1.0 text (prometheus-client's native output) and the
-//! older Prometheus text format 0.0.4 for scrapers that do not ask for OpenMetrics.
+//! Exposition formats for a metrics registry, shared by the node tunnel and the waypoint: OpenMetrics 1.0 text
+//! (prometheus-client's native output) and the older Prometheus text format 0.0.4 for scrapers that do not ask for
+//! OpenMetrics.
 //!
 //! Owns: content negotiation from the `Accept` header and the OpenMetrics → 0.0.4 rewrite.
-//! Does not own: the HTTP server (see [`crate::admin`]) or metric names (see [`super::metrics`]).
+//! Does not own: the HTTP servers that serve them or metric names (each component's telemetry module).
 //!
 //! The rewrite to 0.0.4, line by line:
 //! * `# EOF` is dropped (0.0.4 has no terminator).
