@@ -260,7 +260,10 @@ mod tests {
         assert!(text.contains("istio_response_bytes_sum{"));
         assert!(!text.contains("# EOF"));
         // Classic (0.0.4) parsers match TYPE lines to samples by exact name.
-        assert!(text.contains("# TYPE istio_requests_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE istio_requests_total counter"),
+            "{text}"
+        );
         assert!(!text.contains("# TYPE istio_requests counter"), "{text}");
     }
 }
