@@ -181,6 +181,8 @@ impl Container {
             .args(args);
         let out = cmd.output().context("podman run")?;
         if !out.status.success() {
+            // A container podman created but could not start is removed too.
+            let _ = podman(&["rm", "-f", &name]);
             bail!(
                 "podman run {image}: {}\n{}",
                 out.status,
